@@ -1,0 +1,84 @@
+"""Cleanup of preserved job records: delete finished jobs (and their executions) older than
+``cleanup_preserved_jobs_before_seconds_ago``, in bounded batches so no statement holds locks
+for long. Owns when cleanup runs (every ``cleanup_interval_jobs`` finished jobs or
+``cleanup_interval_seconds``) and the SQL that does it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import time
+
+import psycopg
+
+from goodjob_mp.config import Settings
+from goodjob_mp.db.job_store import utcnow
+
+log = logging.getLogger("goodjob_mp.cleanup")
+
+BATCH_SIZE = 1000
+
+# SKIP LOCKED: two processes cleaning at once split the work instead of waiting on each other.
+DELETE_FINISHED_BATCH = """
+WITH doomed AS (
+    SELECT id, active_job_id FROM good_jobs
+    WHERE finished_at < %(before)s {discarded}
+    ORDER BY finished_at
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+), executions AS (
+    DELETE FROM good_job_executions
+    WHERE active_job_id IN (SELECT active_job_id FROM doomed)
+)
+DELETE FROM good_jobs WHERE id IN (SELECT id FROM doomed)
+"""
+KEEP_DISCARDED = "AND error IS NULL"
+
+
+def cleanup_preserved_jobs(
+    conn: psycopg.Connection,
+    settings: Settings,
+    *,
+    before_seconds_ago: float | None = None,
+    include_discarded: bool | None = None,
+) -> int:
+    """Delete old finished jobs in batches; returns how many jobs were deleted."""
+    seconds = (
+        settings.cleanup_preserved_jobs_before_seconds_ago
+        if before_seconds_ago is None
+        else before_seconds_ago
+    )
+    discarded = settings.cleanup_discarded_jobs if include_discarded is None else include_discarded
+    query = DELETE_FINISHED_BATCH.format(discarded="" if discarded else KEEP_DISCARDED)
+    before = utcnow() - dt.timedelta(seconds=seconds)
+    total = 0
+    while True:
+        count = conn.execute(query, {"before": before, "limit": BATCH_SIZE}).rowcount
+        total += count
+        if count < BATCH_SIZE:
+            break
+    if total:
+        log.info("cleanup: deleted %d finished job(s) older than %s", total, before)
+    return total
+
+
+class CleanupSchedule:
+    """Counts finished jobs and time; says when the next cleanup is due (-1 disables a bound)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.every_jobs = settings.cleanup_interval_jobs
+        self.every_seconds = settings.cleanup_interval_seconds
+        self._monotonic = time.monotonic
+        self.jobs = 0
+        self.last = self._monotonic()
+
+    def record(self, finished: int) -> bool:
+        self.jobs += finished
+        due_jobs = self.every_jobs > 0 and self.jobs >= self.every_jobs
+        due_time = self.every_seconds > 0 and self._monotonic() - self.last >= self.every_seconds
+        if due_jobs or due_time:
+            self.jobs = 0
+            self.last = self._monotonic()
+            return True
+        return False

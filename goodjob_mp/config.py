@@ -1,0 +1,272 @@
+"""Settings: defaults < ``configure()`` < ``GOOD_JOB_*`` environment < CLI flags.
+
+Owns the one table of every option (name, default, how to read it from text, what is valid) and
+the merge of the four layers. Every bad value fails here, at start-up, with a message naming the
+setting, where it came from and the value. Never opens a connection or reads the database.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from goodjob_mp.queues import QueueStringError, parse_pools
+
+EXECUTION_MODES = ("inline", "async", "external")
+PRESERVE_MODES = ("on_unhandled_error",)
+
+
+class ConfigError(ValueError):
+    """A setting has a value that cannot work; the message names the setting and the value."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str | None = None
+    execution_mode: str = "external"
+    queues: str = "*"
+    max_threads: int = 5
+    poll_interval: float = 10.0
+    max_cache: int = 10000
+    shutdown_timeout: float = 25.0
+    enable_listen_notify: bool = True
+    enable_cron: bool = False
+    cron: Mapping[str, Any] = field(default_factory=dict)
+    cron_graceful_restart_period: float | None = None
+    preserve_job_records: Any = True
+    retry_on_unhandled_error: bool = False
+    on_thread_error: Callable[[BaseException], None] | None = None
+    cleanup_preserved_jobs_before_seconds_ago: float = 14 * 24 * 3600.0
+    cleanup_interval_jobs: int = 1000
+    cleanup_interval_seconds: float = 600.0
+    cleanup_discarded_jobs: bool = True
+    idle_timeout: float | None = None
+    queue_select_limit: int | None = None
+    max_memory: int | None = None
+    probe_port: int | None = None
+    daemonize: bool = False
+    pidfile: str | None = None
+    log_file: str | None = None
+    app: str | None = None
+    state_dir: str = ".goodjob"
+    # A job whose process died this many times while performing it is discarded, not run again.
+    max_interrupts: int = 3
+    # A process whose heartbeat is older than this (and whose advisory lock is gone) is dead.
+    dead_process_timeout: float = 30.0
+    heartbeat_interval: float = 5.0
+    # Upper bound on jobs claimed ahead of free threads when jobs are short.
+    claim_buffer: int = 400
+    goodjob_indexes: bool = False
+
+    def replace(self, **changes: Any) -> Settings:
+        return dataclasses.replace(self, **changes)
+
+
+# --- text parsers for environment variables and CLI flags ------------------------------------
+
+
+def _parse_bool(text: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError("expected true/false")
+
+
+def _parse_optional_float(text: str) -> float | None:
+    return None if text.strip().lower() in ("", "none", "null") else float(text)
+
+
+def _parse_optional_int(text: str) -> int | None:
+    return None if text.strip().lower() in ("", "none", "null") else int(text)
+
+
+def _parse_preserve(text: str) -> Any:
+    lowered = text.strip().lower()
+    return lowered if lowered in PRESERVE_MODES else _parse_bool(text)
+
+
+def _parse_memory(text: str) -> int | None:
+    """Megabytes, or a number with a K/M/G suffix (``512M``, ``2G``)."""
+    stripped = text.strip().upper().removesuffix("B")
+    if stripped in ("", "NONE", "NULL"):
+        return None
+    units = {"K": 1 / 1024, "M": 1, "G": 1024}
+    if stripped[-1:] in units:
+        return int(float(stripped[:-1]) * units[stripped[-1]])
+    return int(stripped)
+
+
+_TEXT_PARSERS: dict[str, Callable[[str], Any]] = {
+    "database_url": str,
+    "execution_mode": lambda t: t.strip().lower(),
+    "queues": str,
+    "max_threads": int,
+    "poll_interval": float,
+    "max_cache": int,
+    "shutdown_timeout": float,
+    "enable_listen_notify": _parse_bool,
+    "enable_cron": _parse_bool,
+    "cron": json.loads,
+    "cron_graceful_restart_period": _parse_optional_float,
+    "preserve_job_records": _parse_preserve,
+    "retry_on_unhandled_error": _parse_bool,
+    "cleanup_preserved_jobs_before_seconds_ago": float,
+    "cleanup_interval_jobs": int,
+    "cleanup_interval_seconds": float,
+    "cleanup_discarded_jobs": _parse_bool,
+    "idle_timeout": _parse_optional_float,
+    "queue_select_limit": _parse_optional_int,
+    "max_memory": _parse_memory,
+    "probe_port": _parse_optional_int,
+    "daemonize": _parse_bool,
+    "pidfile": str,
+    "log_file": str,
+    "app": str,
+    "state_dir": str,
+    "max_interrupts": int,
+    "dead_process_timeout": float,
+    "heartbeat_interval": float,
+    "claim_buffer": int,
+    "goodjob_indexes": _parse_bool,
+}
+
+ENV_PREFIX = "GOOD_JOB_"
+
+
+def env_name(setting: str) -> str:
+    return ENV_PREFIX + setting.upper()
+
+
+# --- validation -------------------------------------------------------------------------------
+
+
+def _check(settings: Settings, sources: Mapping[str, str]) -> None:
+    def fail(name: str, why: str) -> None:
+        value = getattr(settings, name)
+        where = sources.get(name, "default")
+        raise ConfigError(f"setting {name} = {value!r} (from {where}) is invalid: {why}")
+
+    if settings.execution_mode not in EXECUTION_MODES:
+        fail("execution_mode", f"use one of {', '.join(EXECUTION_MODES)}")
+    if settings.max_threads < 1:
+        fail("max_threads", "needs at least 1 thread")
+    if settings.poll_interval != -1 and settings.poll_interval <= 0:
+        fail("poll_interval", "use seconds > 0, or -1 to disable polling")
+    if settings.max_cache < 0:
+        fail("max_cache", "use 0 (no cache) or more")
+    if settings.shutdown_timeout < 0 and settings.shutdown_timeout != -1:
+        fail("shutdown_timeout", "use -1 (wait forever), 0 (immediately) or seconds")
+    if not settings.enable_listen_notify and settings.poll_interval == -1:
+        fail("poll_interval", "polling is disabled and LISTEN/NOTIFY is off: no job would ever run")
+    try:
+        parse_pools(settings.queues)
+    except QueueStringError as exc:
+        fail("queues", str(exc))
+    pjr = settings.preserve_job_records
+    if not (isinstance(pjr, bool) or pjr in PRESERVE_MODES or callable(pjr)):
+        fail("preserve_job_records", "use True, False, 'on_unhandled_error' or a callable")
+    for name in (
+        "cleanup_preserved_jobs_before_seconds_ago",
+        "cleanup_interval_seconds",
+        "dead_process_timeout",
+        "heartbeat_interval",
+    ):
+        if getattr(settings, name) <= 0 and getattr(settings, name) != -1:
+            fail(name, "use seconds > 0 (or -1 to disable)")
+    if settings.cleanup_interval_jobs < 1 and settings.cleanup_interval_jobs != -1:
+        fail("cleanup_interval_jobs", "use a count >= 1 (or -1 to disable)")
+    if settings.idle_timeout is not None and settings.idle_timeout <= 0:
+        fail("idle_timeout", "use seconds > 0")
+    if settings.queue_select_limit is not None and settings.queue_select_limit < 1:
+        fail("queue_select_limit", "use a count >= 1")
+    if settings.max_memory is not None and settings.max_memory < 1:
+        fail("max_memory", "use megabytes >= 1")
+    if settings.probe_port is not None and not 0 <= settings.probe_port <= 65535:
+        fail("probe_port", "use a TCP port 0-65535")
+    if settings.max_interrupts < 1:
+        fail("max_interrupts", "use a count >= 1")
+    if settings.claim_buffer < 1:
+        fail("claim_buffer", "use a count >= 1")
+    if settings.on_thread_error is not None and not callable(settings.on_thread_error):
+        fail("on_thread_error", "use a callable taking the exception")
+    if not isinstance(settings.cron, Mapping):
+        fail("cron", "use a mapping of cron key -> entry")
+
+
+# --- the layers -------------------------------------------------------------------------------
+
+_code_settings: dict[str, Any] = {}
+_FIELDS = {f.name for f in dataclasses.fields(Settings)}
+
+
+def configure(**options: Any) -> None:
+    """Set options in code (the second layer). Unknown names fail at once."""
+    unknown = sorted(set(options) - _FIELDS)
+    if unknown:
+        raise ConfigError(
+            f"unknown setting(s) {', '.join(unknown)}; known settings: {', '.join(sorted(_FIELDS))}"
+        )
+    _code_settings.update(options)
+    global _cached
+    _cached = None
+
+
+def reset_configuration() -> None:
+    """Forget everything set with ``configure()`` (for tests)."""
+    global _cached
+    _code_settings.clear()
+    _cached = None
+
+
+def load_settings(
+    cli: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None
+) -> Settings:
+    """Merge the four layers and validate. CLI values are already typed (click converts them)."""
+    environ = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    for name, value in _code_settings.items():
+        values[name], sources[name] = value, "configure()"
+    for name, parse in _TEXT_PARSERS.items():
+        text = environ.get(env_name(name))
+        if text is None:
+            continue
+        try:
+            values[name] = parse(text)
+        except (ValueError, TypeError) as exc:
+            raise ConfigError(
+                f"environment variable {env_name(name)}={text!r} is invalid for {name}: {exc}"
+            ) from None
+        sources[name] = env_name(name)
+    for name, value in (cli or {}).items():
+        if value is None:
+            continue
+        if name not in _FIELDS:
+            raise ConfigError(f"unknown setting {name}")
+        values[name], sources[name] = value, "command line"
+    settings = Settings(**values)
+    _check(settings, sources)
+    return settings
+
+
+_cached: Settings | None = None
+
+
+def current_settings() -> Settings:
+    """The settings of this process without CLI flags (library use: enqueue, async mode)."""
+    global _cached
+    if _cached is None:
+        _cached = load_settings()
+    return _cached
+
+
+def set_current_settings(settings: Settings) -> None:
+    """The CLI installs its merged settings here so library code in this process sees them."""
+    global _cached
+    _cached = settings

@@ -1,0 +1,426 @@
+"""SQL for ``good_jobs`` and ``good_job_executions``: insert, claim, finish, release.
+
+Owns every statement the hot path runs against the two job tables. Each call is one statement
+(one round trip) for a whole batch: claims with ``FOR NO KEY UPDATE SKIP LOCKED``, results with
+``unnest`` arrays, bulk inserts with COPY. Callers own the connection; nothing here keeps one.
+Timestamps are naive UTC, as Rails stores them.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+from psycopg import sql
+from psycopg.types.json import Jsonb
+
+from goodjob_mp.queues import QueueSelector
+
+NOTIFY_CHANNEL = "good_job"
+LOCK_TYPE_SKIPLOCKED = 1
+
+
+def utcnow() -> dt.datetime:
+    """Naive UTC now, the form stored in ``timestamp without time zone`` columns."""
+    return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+
+
+def to_naive_utc(value: dt.datetime) -> dt.datetime:
+    if value.tzinfo is None:
+        return value
+    return value.astimezone(dt.timezone.utc).replace(tzinfo=None)
+
+
+def dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+def notify_payload(queue_name: str, scheduled_at: dt.datetime) -> str:
+    # GoodJob's payload shape, so a Rails GoodJob listening on the same database wakes up too.
+    return dumps({"queue_name": queue_name, "scheduled_at": scheduled_at.isoformat() + "Z"})
+
+
+# --- insert -----------------------------------------------------------------------------------
+
+INSERT_COLUMNS = (
+    "id",
+    "active_job_id",
+    "job_class",
+    "queue_name",
+    "priority",
+    "serialized_params",
+    "scheduled_at",
+    "created_at",
+    "updated_at",
+    "labels",
+    "cron_key",
+    "cron_at",
+    "batch_id",
+)
+
+_INSERT_VALUES = """
+INSERT INTO good_jobs (id, active_job_id, job_class, queue_name, priority, serialized_params,
+                       scheduled_at, created_at, updated_at, labels, cron_key, cron_at, batch_id)
+VALUES (%(id)s, %(id)s, %(job_class)s, %(queue_name)s, %(priority)s, %(serialized_params)s,
+        %(scheduled_at)s, %(created_at)s, %(created_at)s, %(labels)s, %(cron_key)s, %(cron_at)s,
+        %(batch_id)s)
+"""
+# One statement, so in autocommit mode the row and its NOTIFY commit together, and inside a
+# caller's transaction the NOTIFY is delivered only if that transaction commits.
+INSERT_AND_NOTIFY = f"""
+WITH inserted AS ({_INSERT_VALUES} RETURNING id)
+SELECT pg_notify('{NOTIFY_CHANNEL}', %(notify)s) FROM inserted
+"""
+# Cron: a unique violation on (cron_key, cron_at) means "already enqueued", not an error.
+INSERT_UNIQUE_CRON_AND_NOTIFY = f"""
+WITH inserted AS ({_INSERT_VALUES}
+    ON CONFLICT (cron_key, cron_at) WHERE (cron_key IS NOT NULL) DO NOTHING RETURNING id)
+SELECT id, pg_notify('{NOTIFY_CHANNEL}', %(notify)s) FROM inserted
+"""
+COPY_JOBS = f"COPY good_jobs ({', '.join(INSERT_COLUMNS)}) FROM STDIN"
+NOTIFY = "SELECT pg_notify(%s, %s)"
+
+
+@dataclass
+class NewJob:
+    """One row to insert; built by ``goodjob_mp.enqueue``."""
+
+    id: uuid.UUID
+    job_class: str
+    queue_name: str
+    priority: int
+    serialized_params: dict[str, Any]
+    scheduled_at: dt.datetime
+    created_at: dt.datetime
+    labels: list[str] | None = None
+    cron_key: str | None = None
+    cron_at: dt.datetime | None = None
+    batch_id: uuid.UUID | None = None
+
+    def params(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "job_class": self.job_class,
+            "queue_name": self.queue_name,
+            "priority": self.priority,
+            "serialized_params": Jsonb(self.serialized_params, dumps),
+            "scheduled_at": self.scheduled_at,
+            "created_at": self.created_at,
+            "labels": self.labels,
+            "cron_key": self.cron_key,
+            "cron_at": self.cron_at,
+            "batch_id": self.batch_id,
+            "notify": notify_payload(self.queue_name, self.scheduled_at),
+        }
+
+    def copy_row(self) -> tuple[Any, ...]:
+        return (
+            self.id,
+            self.id,
+            self.job_class,
+            self.queue_name,
+            self.priority,
+            dumps(self.serialized_params),
+            self.scheduled_at,
+            self.created_at,
+            self.created_at,
+            self.labels,
+            self.cron_key,
+            self.cron_at,
+            self.batch_id,
+        )
+
+
+def insert_job(conn: psycopg.Connection, job: NewJob, *, notify: bool = True) -> bool:
+    """Insert one job (and NOTIFY in the same statement). False when a cron duplicate existed."""
+    if job.cron_key is not None:
+        return conn.execute(INSERT_UNIQUE_CRON_AND_NOTIFY, job.params()).fetchone() is not None
+    if notify:
+        conn.execute(INSERT_AND_NOTIFY, job.params())
+    else:
+        conn.execute(_INSERT_VALUES, job.params())
+    return True
+
+
+def copy_jobs(conn: psycopg.Connection, jobs: Sequence[NewJob]) -> None:
+    """Write many jobs with one COPY and one NOTIFY per queue; the caller owns the transaction."""
+    with conn.cursor() as cur:
+        with cur.copy(COPY_JOBS) as copy:
+            for job in jobs:
+                copy.write_row(job.copy_row())
+        earliest: dict[str, dt.datetime] = {}
+        for job in jobs:
+            seen = earliest.get(job.queue_name)
+            if seen is None or job.scheduled_at < seen:
+                earliest[job.queue_name] = job.scheduled_at
+        for queue_name, scheduled_at in earliest.items():
+            cur.execute(NOTIFY, (NOTIFY_CHANNEL, notify_payload(queue_name, scheduled_at)))
+
+
+# --- claim ------------------------------------------------------------------------------------
+
+_CLAIM = """
+UPDATE good_jobs AS j
+SET locked_by_id = %(process_id)s, locked_at = %(now)s, lock_type = 1, performed_at = %(now)s,
+    executions_count = COALESCE(j.executions_count, 0) + 1, updated_at = %(now)s
+FROM (
+    SELECT id, performed_at AS prev_performed_at
+    FROM good_jobs
+    WHERE finished_at IS NULL AND locked_by_id IS NULL AND scheduled_at <= %(now)s {filter}
+    ORDER BY {order}
+    LIMIT %(limit)s
+    FOR NO KEY UPDATE SKIP LOCKED
+) AS c
+WHERE j.id = c.id
+RETURNING j.id, j.active_job_id, j.job_class, j.queue_name, j.priority, j.serialized_params,
+    j.scheduled_at, c.prev_performed_at, j.executions_count, j.cron_key,
+    CASE WHEN c.prev_performed_at IS NULL THEN 0 ELSE (
+        SELECT count(*) FROM good_job_executions e
+        WHERE e.active_job_id = j.active_job_id AND e.error_event = 0) END AS interrupts
+"""
+_PLAIN_ORDER = "priority ASC NULLS LAST, scheduled_at ASC"
+_FILTERS = {
+    "all": "",
+    "include": "AND queue_name = ANY(%(queues)s)",
+    "exclude": "AND queue_name <> ALL(%(queues)s)",
+}
+
+
+def claim_sql(selector: QueueSelector) -> str:
+    order = _PLAIN_ORDER
+    if selector.ordered:
+        order = "array_position(%(queues)s::text[], queue_name), " + _PLAIN_ORDER
+    return _CLAIM.format(filter=_FILTERS[selector.kind], order=order)
+
+
+@dataclass
+class ClaimedJob:
+    id: uuid.UUID
+    active_job_id: uuid.UUID
+    job_class: str | None
+    queue_name: str
+    priority: int | None
+    serialized_params: dict[str, Any] | None
+    scheduled_at: dt.datetime
+    prev_performed_at: dt.datetime | None
+    executions_count: int
+    cron_key: str | None
+    interrupts: int
+
+
+def claim_jobs(
+    conn: psycopg.Connection,
+    selector: QueueSelector,
+    process_id: uuid.UUID,
+    limit: int,
+    *,
+    sql_text: str | None = None,
+    now: dt.datetime | None = None,
+) -> list[ClaimedJob]:
+    """Lock up to ``limit`` runnable jobs for this process, in run order."""
+    params = {
+        "process_id": process_id,
+        "now": now or utcnow(),
+        "limit": limit,
+        "queues": list(selector.names),
+    }
+    rows = conn.execute(sql_text or claim_sql(selector), params).fetchall()
+    jobs = [ClaimedJob(*row) for row in rows]
+    if selector.ordered:
+        position = {name: i for i, name in enumerate(selector.names)}
+        jobs.sort(key=lambda j: (position.get(j.queue_name, 0), _prio(j), j.scheduled_at))
+    else:
+        jobs.sort(key=lambda j: (_prio(j), j.scheduled_at))
+    return jobs
+
+
+def _prio(job: ClaimedJob) -> float:
+    return job.priority if job.priority is not None else float("inf")
+
+
+# --- finish -----------------------------------------------------------------------------------
+
+
+@dataclass
+class JobResult:
+    """What one perform attempt produced, ready to be written."""
+
+    id: uuid.UUID
+    started_at: dt.datetime
+    ended_at: dt.datetime
+    finished: bool  # False: retry (row goes back to the queue at retry_at)
+    retry_at: dt.datetime | None = None
+    error: str | None = None
+    error_event: int | None = None
+    new_params: dict[str, Any] | None = None
+    backtrace: list[str] | None = None
+    preserve: bool = True
+    had_executions: bool = False  # earlier attempts left execution rows
+    outcome: str = "succeeded"
+
+
+_RESULTS = """
+WITH r AS (
+    SELECT * FROM unnest(%(ids)s::uuid[], %(started)s::timestamp[], %(ended)s::timestamp[],
+                         %(finished)s::bool[], %(retry_at)s::timestamp[], %(errors)s::text[],
+                         %(events)s::smallint[], %(params)s::jsonb[], %(backtraces)s::jsonb[])
+        AS r(id, started_at, ended_at, finished, retry_at, error, error_event, new_params,
+             backtrace)
+), executions AS (
+    INSERT INTO good_job_executions (active_job_id, created_at, updated_at, job_class, queue_name,
+        serialized_params, scheduled_at, finished_at, error, error_event, error_backtrace,
+        process_id, duration)
+    SELECT j.active_job_id, r.started_at, r.ended_at, j.job_class, j.queue_name,
+        j.serialized_params, j.scheduled_at, r.ended_at, r.error, r.error_event,
+        ARRAY(SELECT jsonb_array_elements_text(r.backtrace)), %(process_id)s,
+        r.ended_at - r.started_at
+    FROM r JOIN good_jobs j ON j.id = r.id
+    WHERE j.locked_by_id = %(process_id)s
+)
+UPDATE good_jobs AS j
+SET finished_at = CASE WHEN r.finished THEN r.ended_at END,
+    performed_at = CASE WHEN r.finished THEN j.performed_at END,
+    scheduled_at = COALESCE(r.retry_at, j.scheduled_at),
+    error = r.error, error_event = r.error_event,
+    serialized_params = COALESCE(r.new_params, j.serialized_params),
+    locked_by_id = NULL, locked_at = NULL, lock_type = NULL, updated_at = r.ended_at
+FROM r
+WHERE j.id = r.id AND j.locked_by_id = %(process_id)s
+"""
+# Preservation off: the row and any executions of earlier attempts go.
+_DELETE_FINISHED = """
+WITH gone AS (
+    DELETE FROM good_jobs WHERE id = ANY(%(ids)s) AND locked_by_id = %(process_id)s
+    RETURNING active_job_id
+)
+DELETE FROM good_job_executions
+WHERE active_job_id = ANY(%(with_history)s) AND active_job_id IN (SELECT active_job_id FROM gone)
+"""
+
+
+def write_results(
+    conn: psycopg.Connection, results: Sequence[JobResult], process_id: uuid.UUID
+) -> None:
+    """Record a batch of attempts: one statement for kept rows, one for deleted rows."""
+    keep = [r for r in results if r.preserve or not r.finished]
+    drop = [r for r in results if not (r.preserve or not r.finished)]
+    with conn.transaction():
+        if keep:
+            conn.execute(
+                _RESULTS,
+                {
+                    "ids": [r.id for r in keep],
+                    "started": [r.started_at for r in keep],
+                    "ended": [r.ended_at for r in keep],
+                    "finished": [r.finished for r in keep],
+                    "retry_at": [r.retry_at for r in keep],
+                    "errors": [r.error for r in keep],
+                    "events": [r.error_event for r in keep],
+                    "params": [None if r.new_params is None else Jsonb(r.new_params) for r in keep],
+                    "backtraces": [None if r.backtrace is None else Jsonb(r.backtrace) for r in keep],
+                    "process_id": process_id,
+                },
+            )
+        if drop:
+            conn.execute(
+                _DELETE_FINISHED,
+                {
+                    "ids": [r.id for r in drop],
+                    "with_history": [r.id for r in drop if r.had_executions],
+                    "process_id": process_id,
+                },
+            )
+
+
+# --- interrupted attempts and hand-back -------------------------------------------------------
+
+RECORD_INTERRUPT = """
+INSERT INTO good_job_executions (active_job_id, created_at, updated_at, job_class, queue_name,
+    serialized_params, scheduled_at, finished_at, error, error_event, error_backtrace, process_id,
+    duration)
+SELECT j.active_job_id, %(started_at)s, %(now)s, j.job_class, j.queue_name, j.serialized_params,
+    j.scheduled_at, %(now)s, %(error)s, 0, '{}', %(dead_process_id)s, %(now)s - %(started_at)s
+FROM good_jobs j WHERE j.id = %(id)s
+"""
+
+
+def record_interrupt(
+    conn: psycopg.Connection, job: ClaimedJob, error: str, now: dt.datetime
+) -> None:
+    """Close the cut-off attempt of an interrupted job as ``InterruptedError`` (event 0)."""
+    conn.execute(
+        RECORD_INTERRUPT,
+        {
+            "id": job.id,
+            "started_at": job.prev_performed_at,
+            "now": now,
+            "error": error,
+            "dead_process_id": None,
+        },
+    )
+
+
+# Claimed but never started: back to the queue as if never claimed (not an interrupt).
+RELEASE_UNSTARTED = """
+UPDATE good_jobs AS j
+SET locked_by_id = NULL, locked_at = NULL, lock_type = NULL, performed_at = r.prev_performed_at,
+    executions_count = GREATEST(COALESCE(j.executions_count, 1) - 1, 0), updated_at = %(now)s
+FROM unnest(%(ids)s::uuid[], %(prev)s::timestamp[]) AS r(id, prev_performed_at)
+WHERE j.id = r.id AND j.locked_by_id = %(process_id)s
+"""
+
+
+def release_unstarted(
+    conn: psycopg.Connection, jobs: Iterable[ClaimedJob], process_id: uuid.UUID
+) -> int:
+    jobs = list(jobs)
+    if not jobs:
+        return 0
+    cur = conn.execute(
+        RELEASE_UNSTARTED,
+        {
+            "ids": [j.id for j in jobs],
+            "prev": [j.prev_performed_at for j in jobs],
+            "process_id": process_id,
+            "now": utcnow(),
+        },
+    )
+    return cur.rowcount
+
+
+# Jobs locked by processes that are gone: unlock, keep performed_at so the next claimer sees
+# the cut-off attempt and records it as interrupted.
+HAND_BACK = """
+UPDATE good_jobs SET locked_by_id = NULL, locked_at = NULL, lock_type = NULL, updated_at = %(now)s
+WHERE locked_by_id = ANY(%(process_ids)s) AND finished_at IS NULL
+"""
+
+
+def hand_back_jobs(conn: psycopg.Connection, process_ids: Sequence[uuid.UUID]) -> int:
+    if not process_ids:
+        return 0
+    cur = conn.execute(HAND_BACK, {"process_ids": list(process_ids), "now": utcnow()})
+    return cur.rowcount
+
+
+SCHEDULED_TIMES = """
+SELECT scheduled_at FROM good_jobs
+WHERE finished_at IS NULL AND locked_by_id IS NULL AND scheduled_at > %(now)s {filter}
+ORDER BY scheduled_at LIMIT %(limit)s
+"""
+
+
+def upcoming_scheduled_times(
+    conn: psycopg.Connection, selector: QueueSelector, limit: int
+) -> list[dt.datetime]:
+    """Start times of future jobs, for the scheduled-job cache."""
+    query = sql.SQL(SCHEDULED_TIMES.format(filter=_FILTERS[selector.kind]))  # noqa: S608
+    rows = conn.execute(
+        query, {"now": utcnow(), "limit": limit, "queues": list(selector.names)}
+    ).fetchall()
+    return [row[0] for row in rows]

@@ -1,0 +1,215 @@
+"""Enqueue: turn ``perform_later`` calls into ``good_jobs`` rows.
+
+Owns the Active Job ``serialized_params`` envelope, transactional enqueue on a caller's own
+connection (``using_connection``), and bulk enqueue (``bulk()``: many calls, one COPY). An
+argument that cannot be serialised fails here, before anything is written. Never performs a job
+itself except in ``inline`` execution mode, where it hands the new job to ``goodjob_mp.inline``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import datetime as dt
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import psycopg
+
+from goodjob_mp import events
+from goodjob_mp.config import current_settings
+from goodjob_mp.db.connection import thread_connection
+from goodjob_mp.db.job_store import NewJob, copy_jobs, insert_job, to_naive_utc, utcnow
+from goodjob_mp.jobs import DEFAULT_PRIORITY, DEFAULT_QUEUE, EnqueueOptions
+from goodjob_mp.serialization import serialize_arguments
+
+if TYPE_CHECKING:
+    from goodjob_mp.jobs import Job
+
+
+@dataclass(frozen=True)
+class EnqueuedJob:
+    """The handle ``perform_later`` returns."""
+
+    id: uuid.UUID
+    job_class: str
+    queue_name: str
+    priority: int
+    scheduled_at: dt.datetime  # naive UTC
+
+    @property
+    def active_job_id(self) -> uuid.UUID:
+        return self.id
+
+
+_connection: contextvars.ContextVar[psycopg.Connection | None] = contextvars.ContextVar(
+    "goodjob_mp_enqueue_connection", default=None
+)
+
+
+@contextlib.contextmanager
+def using_connection(conn: psycopg.Connection) -> Iterator[psycopg.Connection]:
+    """Enqueue on ``conn`` inside this block: the jobs exist only if its transaction commits."""
+    token = _connection.set(conn)
+    try:
+        yield conn
+    finally:
+        _connection.reset(token)
+
+
+@dataclass
+class Bulk:
+    """Collects the jobs of a ``bulk()`` block; ``jobs`` holds their handles after the write."""
+
+    rows: list[NewJob] = field(default_factory=list)
+    jobs: list[EnqueuedJob] = field(default_factory=list)
+
+
+_bulk: contextvars.ContextVar[Bulk | None] = contextvars.ContextVar("goodjob_mp_bulk", default=None)
+
+
+@contextlib.contextmanager
+def bulk(connection: psycopg.Connection | None = None) -> Iterator[Bulk]:
+    """Capture ``perform_later`` calls and write them with one COPY when the block ends.
+
+    An exception inside the block writes nothing. Nested blocks join the outer one.
+    """
+    if _bulk.get() is not None:
+        yield _bulk.get()  # type: ignore[misc]
+        return
+    collected = Bulk()
+    token = _bulk.set(collected)
+    try:
+        yield collected
+    finally:
+        _bulk.reset(token)
+    if collected.rows:
+        conn = connection or _connection.get() or thread_connection()
+        with conn.transaction():
+            copy_jobs(conn, collected.rows)
+        for row in collected.rows:
+            _emit(row)
+        _after_write(collected.rows)
+
+
+def build_serialized_params(
+    job_class: str,
+    job_id: uuid.UUID,
+    queue_name: str,
+    priority: int,
+    arguments: list[Any],
+    enqueued_at: dt.datetime,
+    scheduled_at: dt.datetime | None,
+) -> dict[str, Any]:
+    """Active Job's envelope (Rails 7.1 keys), readable by a Rails GoodJob."""
+    return {
+        "job_class": job_class,
+        "job_id": str(job_id),
+        "provider_job_id": None,
+        "queue_name": queue_name,
+        "priority": priority,
+        "arguments": arguments,
+        "executions": 0,
+        "exception_executions": {},
+        "locale": "en",
+        "timezone": "UTC",
+        "enqueued_at": _iso(enqueued_at),
+        "scheduled_at": _iso(scheduled_at) if scheduled_at is not None else None,
+    }
+
+
+def _iso(value: dt.datetime) -> str:
+    return value.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def build_job(
+    job_cls: type[Job],
+    args: Sequence[Any],
+    kwargs: Mapping[str, Any],
+    options: EnqueueOptions,
+    *,
+    cron_key: str | None = None,
+    cron_at: dt.datetime | None = None,
+) -> NewJob:
+    """The row for one ``perform_later``; raises SerializationError before anything is written."""
+    defaults = job_cls.default_options()
+    queue_name = options.queue or defaults.queue or DEFAULT_QUEUE
+    priority = options.priority if options.priority is not None else defaults.priority
+    priority = DEFAULT_PRIORITY if priority is None else priority
+    labels = options.labels if options.labels is not None else defaults.labels
+    job_class = job_cls.job_class_name or job_cls.__qualname__
+    arguments = serialize_arguments(args, kwargs, job_name=job_class)
+    now = utcnow()
+    scheduled = to_naive_utc(options.scheduled_at) if options.scheduled_at is not None else None
+    job_id = uuid.uuid4()
+    return NewJob(
+        id=job_id,
+        job_class=job_class,
+        queue_name=queue_name,
+        priority=priority,
+        serialized_params=build_serialized_params(
+            job_class, job_id, queue_name, priority, arguments, now, scheduled
+        ),
+        scheduled_at=scheduled or now,
+        created_at=now,
+        labels=list(labels) if labels else None,
+        cron_key=cron_key,
+        cron_at=cron_at,
+    )
+
+
+def _handle(row: NewJob) -> EnqueuedJob:
+    return EnqueuedJob(row.id, row.job_class, row.queue_name, row.priority, row.scheduled_at)
+
+
+def _emit(row: NewJob) -> None:
+    if events.has_subscribers("enqueue"):
+        events.emit(
+            "enqueue",
+            job_id=row.id,
+            job_class=row.job_class,
+            queue_name=row.queue_name,
+            priority=row.priority,
+            scheduled_at=row.scheduled_at,
+        )
+
+
+def _after_write(rows: Sequence[NewJob]) -> None:
+    if current_settings().execution_mode == "inline" and _connection.get() is None:
+        from goodjob_mp.modes import perform_inline
+
+        perform_inline()
+
+
+def enqueue(
+    job_cls: type[Job],
+    args: Sequence[Any],
+    kwargs: Mapping[str, Any],
+    options: EnqueueOptions,
+    *,
+    connection: psycopg.Connection | None = None,
+) -> EnqueuedJob:
+    """Write one job (or add it to the surrounding ``bulk()``) and return its handle."""
+    row = build_job(job_cls, args, kwargs, options)
+    collected = _bulk.get()
+    if collected is not None:
+        collected.rows.append(row)
+        handle = _handle(row)
+        collected.jobs.append(handle)
+        return handle
+    conn = connection or _connection.get() or thread_connection()
+    insert_job(conn, row)
+    _emit(row)
+    if connection is None:
+        _after_write([row])
+    return _handle(row)
+
+
+def insert_row(conn: psycopg.Connection, row: NewJob) -> bool:
+    """Insert a prepared row (cron uses this); False when its (cron_key, cron_at) existed."""
+    inserted = insert_job(conn, row)
+    if inserted:
+        _emit(row)
+    return inserted

@@ -1,0 +1,55 @@
+"""Instrumentation hooks: subscribe to what happens to jobs (for metrics, the dashboard, logs).
+
+Events and their payload keys:
+
+- ``enqueue``: job_id, job_class, queue_name, priority, scheduled_at
+- ``perform_start``: job_id, job_class, queue_name, executions
+- ``perform_finish``: job_id, job_class, queue_name, duration, outcome, error
+  (outcome: ``succeeded``, ``retried``, ``discarded``, ``failed``, ``retry_stopped``)
+- ``retry``: job_id, job_class, error, wait
+- ``discard``: job_id, job_class, error
+- ``interrupt``: job_id, job_class, interrupts
+
+Subscribers run on the thread where the event happens (a worker thread for perform events) and
+must be quick. An exception in a subscriber is logged and swallowed: instrumentation never breaks
+a job. Never called from a signal handler.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from typing import Any
+
+EVENTS = ("enqueue", "perform_start", "perform_finish", "retry", "discard", "interrupt")
+
+log = logging.getLogger("goodjob_mp.events")
+_subscribers: dict[str, tuple[Callable[..., None], ...]] = {name: () for name in EVENTS}
+_lock = threading.Lock()
+
+
+def subscribe(event: str, callback: Callable[..., None]) -> Callable[[], None]:
+    """Call ``callback(**payload)`` on each ``event``; returns a function that unsubscribes."""
+    if event not in _subscribers:
+        raise ValueError(f"unknown event {event!r}; events are: {', '.join(EVENTS)}")
+    with _lock:
+        _subscribers[event] = (*_subscribers[event], callback)
+
+    def unsubscribe() -> None:
+        with _lock:
+            _subscribers[event] = tuple(c for c in _subscribers[event] if c is not callback)
+
+    return unsubscribe
+
+
+def has_subscribers(event: str) -> bool:
+    return bool(_subscribers[event])
+
+
+def emit(event: str, **payload: Any) -> None:
+    for callback in _subscribers[event]:
+        try:
+            callback(**payload)
+        except Exception:
+            log.exception("subscriber %r to %s failed", callback, event)

@@ -1,0 +1,289 @@
+"""Perform one claimed job and decide what its attempt means: success, retry, discard, failure.
+
+Owns the Active Job error semantics (``retry_on`` attempts per rule, ``discard_on``,
+``retry_on_unhandled_error``, error strings ``"ErrorClass: message"`` and GoodJob's
+``error_event`` codes) and the preservation policy. Runs user code on the calling thread; never
+touches the database: it returns a ``JobResult`` for the completer to write.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from goodjob_mp import events
+from goodjob_mp.backoff import retry_wait_seconds
+from goodjob_mp.config import Settings
+from goodjob_mp.db.job_store import ClaimedJob, JobResult, utcnow
+from goodjob_mp.jobs import Job, UnknownJobClassError, lookup
+from goodjob_mp.serialization import DeserializationError, deserialize_arguments
+
+log = logging.getLogger("goodjob_mp.job")
+
+# GoodJob's error_event codes.
+INTERRUPTED, UNHANDLED, HANDLED, RETRIED, RETRY_STOPPED, DISCARDED = range(6)
+INTERRUPTED_ERROR = "GoodJob::InterruptedError"
+MAX_BACKTRACE_LINES = 50
+
+
+def error_string(exc: BaseException) -> str:
+    """GoodJob's ``"ErrorClass: message"``; builtins by bare name, others by import path."""
+    cls = type(exc)
+    name = cls.__qualname__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__qualname__}"
+    return f"{name}: {exc}"
+
+
+def backtrace_lines(exc: BaseException) -> list[str]:
+    """Ruby-style ``file:line:in `function'`` lines, innermost first, as GoodJob stores them."""
+    frames = traceback.extract_tb(exc.__traceback__)[-MAX_BACKTRACE_LINES:]
+    return [f"{f.filename}:{f.lineno}:in `{f.name}'" for f in reversed(frames)]
+
+
+def interrupted_message(started_at: dt.datetime) -> str:
+    return f"{INTERRUPTED_ERROR}: Interrupted after starting perform at '{started_at:%Y-%m-%d %H:%M:%S} UTC'"
+
+
+@dataclass(frozen=True)
+class PreserveInfo:
+    """What a ``preserve_job_records`` callable is asked about."""
+
+    job_class: str | None
+    queue_name: str
+    outcome: str
+    error: str | None
+
+
+def should_preserve(settings: Settings, job: ClaimedJob, outcome: str, error: str | None) -> bool:
+    if job.cron_key is not None:
+        return True  # the (cron_key, cron_at) row is what makes cron runs unique
+    policy = settings.preserve_job_records
+    if policy is True or policy is False:
+        return policy
+    if policy == "on_unhandled_error":
+        return outcome in ("failed", "retry_stopped")
+    return bool(policy(PreserveInfo(job.job_class, job.queue_name, outcome, error)))
+
+
+# --- the current job's thread -----------------------------------------------------------------
+
+_current = threading.local()
+
+
+def current_thread_shutting_down() -> bool:
+    """True inside a job whose worker is shutting down: long jobs may stop early and retry."""
+    check: Callable[[], bool] | None = getattr(_current, "shutting_down", None)
+    return bool(check and check())
+
+
+def set_thread_shutdown_check(check: Callable[[], bool] | None) -> None:
+    _current.shutting_down = check
+
+
+# --- perform ----------------------------------------------------------------------------------
+
+
+def _discard(job: ClaimedJob, started: dt.datetime, error: str, settings: Settings) -> JobResult:
+    return JobResult(
+        id=job.id,
+        started_at=started,
+        ended_at=utcnow(),
+        finished=True,
+        error=error,
+        error_event=DISCARDED,
+        preserve=should_preserve(settings, job, "discarded", error),
+        had_executions=job.executions_count > 1,
+        outcome="discarded",
+    )
+
+
+def discard_poison(job: ClaimedJob, settings: Settings) -> JobResult:
+    """A job whose process died under it too often is discarded rather than run again."""
+    error = (
+        f"{INTERRUPTED_ERROR}: discarded after {job.interrupts + 1} interrupted attempts "
+        f"(max_interrupts={settings.max_interrupts}): the process performing it died each time"
+    )
+    return _discard(job, utcnow(), error, settings)
+
+
+def perform(job: ClaimedJob, settings: Settings) -> JobResult:
+    """Run one claimed job to a result. Never raises for the job's own errors."""
+    started = utcnow()
+    t0 = time.perf_counter()
+    params = job.serialized_params
+    job_class = job.job_class or (params or {}).get("job_class")
+    try:
+        if not isinstance(params, dict) or not isinstance(params.get("arguments", []), list):
+            raise DeserializationError(
+                f"serialized_params of job {job.id} is not an Active Job payload: {params!r:.200}"
+            )
+        job_cls = lookup(job_class or "")
+        args, kwargs = deserialize_arguments(params.get("arguments") or [])
+    except (UnknownJobClassError, DeserializationError) as exc:
+        error = f"{type(exc).__name__}: {exc}"
+        log.error("job %s (%s) on %s discarded: %s", job.id, job_class, job.queue_name, error)
+        result = _discard(job, started, error, settings)
+        _finish_events(job, job_class, result, time.perf_counter() - t0)
+        return result
+
+    instance = job_cls()
+    instance.job_id = str(params.get("job_id") or job.active_job_id)
+    instance.provider_job_id = str(job.id)
+    instance.executions = int(params.get("executions") or 0) + 1
+    if events.has_subscribers("perform_start"):
+        events.emit(
+            "perform_start",
+            job_id=job.id,
+            job_class=job_class,
+            queue_name=job.queue_name,
+            executions=instance.executions,
+        )
+    try:
+        instance.perform(*args, **kwargs)
+    except Exception as exc:
+        result = _failed(job, job_cls, instance, params, exc, started, settings)
+    else:
+        result = JobResult(
+            id=job.id,
+            started_at=started,
+            ended_at=utcnow(),
+            finished=True,
+            preserve=should_preserve(settings, job, "succeeded", None),
+            had_executions=job.executions_count > 1,
+        )
+    _finish_events(job, job_class, result, time.perf_counter() - t0)
+    return result
+
+
+def _failed(
+    job: ClaimedJob,
+    job_cls: type[Job],
+    instance: Job,
+    params: dict[str, Any],
+    exc: Exception,
+    started: dt.datetime,
+    settings: Settings,
+) -> JobResult:
+    error = error_string(exc)
+    backtrace = backtrace_lines(exc)
+    if isinstance(exc, job_cls._discard_types):
+        result = _discard(job, started, error, settings)
+        result.backtrace = backtrace
+        if events.has_subscribers("discard"):
+            events.emit("discard", job_id=job.id, job_class=job.job_class, error=error)
+        return result
+    for rule in job_cls._retry_rules:
+        if not isinstance(exc, rule.exceptions):
+            continue
+        counts = dict(params.get("exception_executions") or {})
+        count = int(counts.get(rule.key, 0)) + 1
+        if count < rule.attempts:
+            counts[rule.key] = count
+            wait = retry_wait_seconds(rule.wait, instance.executions, rule.jitter)
+            return _retry(job, params, instance, counts, error, backtrace, wait, RETRIED, started)
+        return _final(job, started, error, backtrace, RETRY_STOPPED, "retry_stopped", settings)
+    _report_thread_error(exc, settings)
+    if settings.retry_on_unhandled_error:
+        # GoodJob retries at once; a polynomial wait keeps a broken job from spinning the queue.
+        wait = retry_wait_seconds("polynomially_longer", instance.executions, 0.15)
+        counts = dict(params.get("exception_executions") or {})
+        return _retry(job, params, instance, counts, error, backtrace, wait, UNHANDLED, started)
+    return _final(job, started, error, backtrace, UNHANDLED, "failed", settings)
+
+
+def _retry(
+    job: ClaimedJob,
+    params: dict[str, Any],
+    instance: Job,
+    counts: dict[str, int],
+    error: str,
+    backtrace: list[str],
+    wait: float,
+    event: int,
+    started: dt.datetime,
+) -> JobResult:
+    ended = utcnow()
+    new_params = dict(params)
+    new_params["executions"] = instance.executions
+    new_params["exception_executions"] = counts
+    new_params["provider_job_id"] = str(job.id)
+    if events.has_subscribers("retry"):
+        events.emit("retry", job_id=job.id, job_class=job.job_class, error=error, wait=wait)
+    return JobResult(
+        id=job.id,
+        started_at=started,
+        ended_at=ended,
+        finished=False,
+        retry_at=ended + dt.timedelta(seconds=wait),
+        error=error,
+        error_event=event,
+        new_params=new_params,
+        backtrace=backtrace,
+        had_executions=True,
+        outcome="retried",
+    )
+
+
+def _final(
+    job: ClaimedJob,
+    started: dt.datetime,
+    error: str,
+    backtrace: list[str],
+    event: int,
+    outcome: str,
+    settings: Settings,
+) -> JobResult:
+    return JobResult(
+        id=job.id,
+        started_at=started,
+        ended_at=utcnow(),
+        finished=True,
+        error=error,
+        error_event=event,
+        backtrace=backtrace,
+        preserve=should_preserve(settings, job, outcome, error),
+        had_executions=job.executions_count > 1,
+        outcome=outcome,
+    )
+
+
+def _report_thread_error(exc: BaseException, settings: Settings) -> None:
+    if settings.on_thread_error is None:
+        return
+    try:
+        settings.on_thread_error(exc)
+    except Exception:
+        log.exception("on_thread_error callback failed")
+
+
+def _finish_events(job: ClaimedJob, job_class: str | None, result: JobResult, took: float) -> None:
+    if result.outcome == "succeeded":
+        if log.isEnabledFor(logging.INFO):
+            log.info(
+                "job %s %s queue=%s succeeded in %.3fs", job.id, job_class, job.queue_name, took
+            )
+    else:
+        log.warning(
+            "job %s %s queue=%s %s in %.3fs: %s",
+            job.id,
+            job_class,
+            job.queue_name,
+            result.outcome,
+            took,
+            result.error,
+        )
+    if events.has_subscribers("perform_finish"):
+        events.emit(
+            "perform_finish",
+            job_id=job.id,
+            job_class=job_class,
+            queue_name=job.queue_name,
+            duration=took,
+            outcome=result.outcome,
+            error=result.error,
+        )

@@ -1,0 +1,317 @@
+"""Job definitions: the ``Job`` class, the ``@job`` decorator, ``set()``, the job registry and the
+``retry_on`` / ``discard_on`` policies.
+
+Owns the mapping from a ``job_class`` string (as stored in ``good_jobs``) to Python code. By
+default a job answers to its import path (``myapp.jobs.SendWelcome``); ``job_class_name`` makes it
+answer to another name, e.g. the class name a Rails app enqueues. Never touches the database
+itself: enqueueing is delegated to ``goodjob_mp.enqueue``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import importlib
+import logging
+import math
+import threading
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+log = logging.getLogger("goodjob_mp.jobs")
+
+INFINITE = math.inf
+DEFAULT_QUEUE = "default"
+DEFAULT_PRIORITY = 0
+
+
+class UnknownJobClassError(LookupError):
+    """A stored ``job_class`` names no job known to this process."""
+
+
+@dataclass(frozen=True)
+class RetryOn:
+    """Retry when one of ``exceptions`` is raised, up to ``attempts`` times for this rule.
+
+    ``wait``: seconds, ``"polynomially_longer"``, ``"exponentially_longer"`` or a callable taking
+    the execution count (Active Job's semantics). ``attempts`` may be ``goodjob_mp.INFINITE``.
+    """
+
+    exceptions: type[BaseException] | tuple[type[BaseException], ...]
+    wait: float | str | Callable[[int], float] = 3
+    attempts: float = 5
+    jitter: float = 0.15
+    queue: str | None = None
+    priority: int | None = None
+
+    @property
+    def key(self) -> str:
+        """Active Job's ``exception_executions`` key, e.g. ``"[TransientError]"``."""
+        names = self.exceptions if isinstance(self.exceptions, tuple) else (self.exceptions,)
+        return "[" + ", ".join(e.__name__ for e in names) + "]"
+
+
+@dataclass(frozen=True)
+class DiscardOn:
+    exceptions: type[BaseException] | tuple[type[BaseException], ...]
+
+
+def _as_retry_rules(rules: Iterable[Any]) -> tuple[RetryOn, ...]:
+    return tuple(r if isinstance(r, RetryOn) else RetryOn(r) for r in rules)
+
+
+def _as_discard_types(rules: Iterable[Any]) -> tuple[type[BaseException], ...]:
+    out: list[type[BaseException]] = []
+    for rule in rules:
+        exc = rule.exceptions if isinstance(rule, DiscardOn) else rule
+        out.extend(exc if isinstance(exc, tuple) else (exc,))
+    return tuple(out)
+
+
+# --- registry ---------------------------------------------------------------------------------
+
+_registry: dict[str, type[Job]] = {}
+_registry_lock = threading.Lock()
+
+
+def register(name: str, job_cls: type[Job]) -> None:
+    with _registry_lock:
+        previous = _registry.get(name)
+        if previous is not None and previous is not job_cls:
+            log.debug("job class name %r now maps to %r (was %r)", name, job_cls, previous)
+        _registry[name] = job_cls
+
+
+def lookup(name: str) -> type[Job]:
+    """The job class for a stored ``job_class``; imports its module once if it is a dotted path."""
+    job_cls = _registry.get(name)
+    if job_cls is not None:
+        return job_cls
+    module, _, _ = name.rpartition(".")
+    if module:
+        try:
+            importlib.import_module(module)
+        except ImportError:
+            pass
+        job_cls = _registry.get(name)
+        if job_cls is not None:
+            return job_cls
+    raise UnknownJobClassError(
+        f"no job class {name!r} is registered in this process; import the module that defines it "
+        "(goodjob-supervisor --app=MODULE) or set job_class_name on the Job to answer to this name"
+    )
+
+
+def registered_names() -> list[str]:
+    return sorted(_registry)
+
+
+# --- options ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EnqueueOptions:
+    queue: str | None = None
+    priority: int | None = None
+    scheduled_at: dt.datetime | None = None  # aware or naive-UTC
+    labels: tuple[str, ...] | None = None
+
+
+def clean_labels(labels: Iterable[str] | None) -> tuple[str, ...] | None:
+    """GoodJob strips labels, drops blank ones and duplicates, keeping first-seen order."""
+    if labels is None:
+        return None
+    if isinstance(labels, str):
+        labels = [labels]
+    seen: dict[str, None] = {}
+    for label in labels:
+        if not isinstance(label, str):
+            raise TypeError(f"labels must be strings, got {label!r} ({type(label).__name__})")
+        stripped = label.strip()
+        if stripped:
+            seen.setdefault(stripped, None)
+    return tuple(seen)
+
+
+def _make_options(
+    queue: str | None = None,
+    priority: int | None = None,
+    wait: float | dt.timedelta | None = None,
+    wait_until: dt.datetime | None = None,
+    labels: Iterable[str] | None = None,
+) -> EnqueueOptions:
+    if wait is not None and wait_until is not None:
+        raise ValueError("set() takes wait= or wait_until=, not both")
+    scheduled_at = None
+    if wait is not None:
+        seconds = wait.total_seconds() if isinstance(wait, dt.timedelta) else float(wait)
+        scheduled_at = dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=seconds)
+    elif wait_until is not None:
+        if not isinstance(wait_until, dt.datetime):
+            raise TypeError(f"wait_until must be a datetime, got {type(wait_until).__name__}")
+        scheduled_at = wait_until
+    if priority is not None and not isinstance(priority, int):
+        raise TypeError(f"priority must be an int, got {priority!r}")
+    if queue is not None and (not isinstance(queue, str) or not queue.strip()):
+        raise ValueError(f"queue must be a non-empty string, got {queue!r}")
+    return EnqueueOptions(queue, priority, scheduled_at, clean_labels(labels))
+
+
+def _merge(base: EnqueueOptions, extra: EnqueueOptions) -> EnqueueOptions:
+    return EnqueueOptions(
+        extra.queue if extra.queue is not None else base.queue,
+        extra.priority if extra.priority is not None else base.priority,
+        extra.scheduled_at if extra.scheduled_at is not None else base.scheduled_at,
+        extra.labels if extra.labels is not None else base.labels,
+    )
+
+
+class ConfiguredJob:
+    """``Job.set(...)``: the same job with enqueue options; chainable."""
+
+    def __init__(self, job_cls: type[Job], options: EnqueueOptions) -> None:
+        self.job_cls = job_cls
+        self.options = options
+
+    def set(self, **options: Any) -> ConfiguredJob:
+        return ConfiguredJob(self.job_cls, _merge(self.options, _make_options(**options)))
+
+    def perform_later(self, *args: Any, **kwargs: Any) -> Any:
+        from goodjob_mp.enqueue import enqueue
+
+        return enqueue(self.job_cls, args, kwargs, self.options)
+
+    def perform_now(self, *args: Any, **kwargs: Any) -> Any:
+        return self.job_cls.perform_now(*args, **kwargs)
+
+
+# --- the Job class ----------------------------------------------------------------------------
+
+
+class Job:
+    """Subclass and define ``perform``. Class attributes are the defaults for every enqueue."""
+
+    queue_name: ClassVar[str] = DEFAULT_QUEUE
+    priority: ClassVar[int] = DEFAULT_PRIORITY
+    labels: ClassVar[Sequence[str]] = ()
+    job_class_name: ClassVar[str | None] = None
+    retry_on: ClassVar[Sequence[Any]] = ()
+    discard_on: ClassVar[Sequence[Any]] = ()
+
+    # Filled in for the instance that performs a job.
+    job_id: str | None = None
+    executions: int = 0
+    provider_job_id: str | None = None
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls._retry_rules = _as_retry_rules(cls.retry_on)
+        cls._discard_types = _as_discard_types(cls.discard_on)
+        if "job_class_name" not in cls.__dict__ or cls.__dict__["job_class_name"] is None:
+            cls.job_class_name = f"{cls.__module__}.{cls.__qualname__}"
+        register(cls.job_class_name, cls)
+
+    _retry_rules: ClassVar[tuple[RetryOn, ...]] = ()
+    _discard_types: ClassVar[tuple[type[BaseException], ...]] = ()
+
+    def perform(self, *args: Any, **kwargs: Any) -> Any:
+        raise NotImplementedError(f"{type(self).__name__}.perform is not defined")
+
+    @classmethod
+    def default_options(cls) -> EnqueueOptions:
+        return EnqueueOptions(cls.queue_name, cls.priority, None, clean_labels(cls.labels) or None)
+
+    @classmethod
+    def set(cls, **options: Any) -> ConfiguredJob:
+        """``queue=``, ``priority=``, ``wait=`` (seconds or timedelta), ``wait_until=``,
+        ``labels=``."""
+        return ConfiguredJob(cls, _make_options(**options))
+
+    @classmethod
+    def perform_later(cls, *args: Any, **kwargs: Any) -> Any:
+        """Enqueue; returns an ``EnqueuedJob`` handle with ``.id``."""
+        return ConfiguredJob(cls, EnqueueOptions()).perform_later(*args, **kwargs)
+
+    @classmethod
+    def perform_now(cls, *args: Any, **kwargs: Any) -> Any:
+        """Run here and now, without the queue; exceptions propagate."""
+        instance = cls()
+        instance.executions = 1
+        return instance.perform(*args, **kwargs)
+
+
+# --- the decorator ----------------------------------------------------------------------------
+
+
+@dataclass
+class _DecoratorOptions:
+    queue: str = DEFAULT_QUEUE
+    priority: int = DEFAULT_PRIORITY
+    labels: Sequence[str] = ()
+    name: str | None = None
+    retry_on: Sequence[Any] = field(default_factory=tuple)
+    discard_on: Sequence[Any] = field(default_factory=tuple)
+
+
+class JobFunction:
+    """What ``@job`` returns: still callable as the plain function, plus the Job API."""
+
+    def __init__(self, fn: Callable[..., Any], job_cls: type[Job]) -> None:
+        functools.update_wrapper(self, fn)
+        self.fn = fn
+        self.job_class = job_cls
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.fn(*args, **kwargs)
+
+    def set(self, **options: Any) -> ConfiguredJob:
+        return self.job_class.set(**options)
+
+    def perform_later(self, *args: Any, **kwargs: Any) -> Any:
+        return self.job_class.perform_later(*args, **kwargs)
+
+    def perform_now(self, *args: Any, **kwargs: Any) -> Any:
+        return self.job_class.perform_now(*args, **kwargs)
+
+    @property
+    def job_class_name(self) -> str:
+        return self.job_class.job_class_name  # type: ignore[return-value]
+
+
+def job(
+    fn: Callable[..., Any] | None = None,
+    *,
+    queue: str = DEFAULT_QUEUE,
+    priority: int = DEFAULT_PRIORITY,
+    labels: Sequence[str] = (),
+    name: str | None = None,
+    retry_on: Sequence[Any] = (),
+    discard_on: Sequence[Any] = (),
+) -> Any:
+    """Turn a function into a job: ``@job`` or ``@job(queue="mail", priority=-1, ...)``."""
+    opts = _DecoratorOptions(queue, priority, labels, name, retry_on, discard_on)
+
+    def wrap(func: Callable[..., Any]) -> JobFunction:
+        def perform(self: Job, *args: Any, **kwargs: Any) -> Any:
+            return func(*args, **kwargs)
+
+        job_cls = type(
+            func.__name__,
+            (Job,),
+            {
+                "__module__": func.__module__,
+                "__qualname__": func.__qualname__,
+                "__doc__": func.__doc__,
+                "perform": perform,
+                "queue_name": opts.queue,
+                "priority": opts.priority,
+                "labels": tuple(opts.labels),
+                "job_class_name": opts.name,
+                "retry_on": tuple(opts.retry_on),
+                "discard_on": tuple(opts.discard_on),
+            },
+        )
+        return JobFunction(func, job_cls)
+
+    return wrap(fn) if fn is not None else wrap

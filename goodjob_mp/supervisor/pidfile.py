@@ -1,0 +1,234 @@
+"""The supervisor's pidfile: one running supervisor per pidfile path.
+
+Owns: creating the file atomically, refusing to start while a live supervisor holds it, replacing
+stale files, and removing the file on exit. Never removes a file that holds another process's pid
+(a forked worker child that inherits a Pidfile object cannot delete the supervisor's file), and
+never starts a thread.
+
+How "two starts at once" is decided: the pid is written to a private temporary file in the same
+directory and then hard-linked onto the final name; link() fails if the name exists, so exactly
+one starter creates it, and a reader never sees a half-written file. A stale file is moved aside
+with rename() before it is removed, and put back if what was moved turned out to be a newer
+owner's file. The one race this does not close is three starters over a stale file with the
+third arriving in the instant the file is moved aside; that needs a stale pidfile and three
+simultaneous starts on one host.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import secrets
+from types import TracebackType
+
+import psutil
+
+log = logging.getLogger(__name__)
+
+# The process title every supervisor sets (and the console script's name): how a pid in the file
+# is told apart from an unrelated process that reused that pid.
+PROCESS_MARKER = "goodjob-supervisor"
+
+_MAX_ATTEMPTS = 20
+
+
+class PidfileError(RuntimeError):
+    """The pidfile could not be taken; the message says why and what to do."""
+
+
+class Pidfile:
+    """A pidfile at ``path``; ``acquire()`` it at start-up and ``release()`` it on exit."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = os.path.abspath(os.fspath(path))
+        self._owner_pid: int | None = None
+
+    @property
+    def owner_pid(self) -> int | None:
+        """The pid this object last wrote, or None before ``acquire()``."""
+        return self._owner_pid
+
+    def acquire(self) -> None:
+        """Write our pid, or raise PidfileError if a live supervisor already holds the file."""
+        pid = os.getpid()
+        for _ in range(_MAX_ATTEMPTS):
+            if self._create(pid):
+                self._owner_pid = pid
+                return
+            text = self._read_text()
+            if text is None:
+                continue  # removed between our link() and read: try again
+            holder = _parse_pid(text)
+            reason = _stale_reason(holder)
+            if reason is None:
+                raise PidfileError(
+                    f"goodjob-supervisor already running with pid {holder} "
+                    f"(pidfile {self.path}); stop it first or remove the pidfile if you are sure"
+                )
+            log.warning("replacing stale pidfile %s: %s", self.path, reason)
+            self._discard_if_unchanged(text)
+        raise PidfileError(
+            f"could not take pidfile {self.path} after {_MAX_ATTEMPTS} attempts: other processes "
+            "keep creating and removing it; make sure only one supervisor uses this --pidfile"
+        )
+
+    def rewrite(self, pid: int | None = None) -> None:
+        """Record ``pid`` (default: ours) in a pidfile we already hold, e.g. after daemonizing."""
+        if self._owner_pid is None:
+            raise PidfileError(f"rewrite() of pidfile {self.path} before acquire()")
+        new_pid = os.getpid() if pid is None else pid
+        tmp = self._write_temp(new_pid)
+        try:
+            os.replace(tmp, self.path)
+        except OSError as exc:
+            _unlink_quietly(tmp)
+            raise PidfileError(f"cannot rewrite pidfile {self.path}: {exc.strerror}") from exc
+        self._owner_pid = new_pid
+
+    def release(self) -> bool:
+        """Delete the file if it still holds this process's pid; return whether it was deleted."""
+        text = self._read_text()
+        if text is None or _parse_pid(text) != os.getpid():
+            return False
+        _unlink_quietly(self.path)
+        self._owner_pid = None
+        return True
+
+    def read(self) -> int | None:
+        """The pid recorded in the file, or None when there is no file or it holds no pid."""
+        text = self._read_text()
+        return None if text is None else _parse_pid(text)
+
+    def __enter__(self) -> Pidfile:
+        self.acquire()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.release()
+
+    def _create(self, pid: int) -> bool:
+        """Create the file holding ``pid`` unless it exists; True if we created it."""
+        tmp = self._write_temp(pid)
+        try:
+            os.link(tmp, self.path)
+            return True
+        except FileExistsError:
+            return False
+        except OSError as exc:
+            if exc.errno in (errno.EPERM, errno.EOPNOTSUPP, errno.ENOSYS):
+                return self._create_exclusive(pid)  # file system without hard links
+            raise self._error("create", exc) from exc
+        finally:
+            _unlink_quietly(tmp)
+
+    def _create_exclusive(self, pid: int) -> bool:
+        # Fallback for file systems without hard links: O_EXCL still lets one starter win, but a
+        # racer that reads the file between create and write sees it empty and takes it as stale.
+        try:
+            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileExistsError:
+            return False
+        except OSError as exc:
+            raise self._error("create", exc) from exc
+        with os.fdopen(fd, "w") as f:
+            f.write(f"{pid}\n")
+        return True
+
+    def _write_temp(self, pid: int) -> str:
+        directory, name = os.path.split(self.path)
+        tmp = os.path.join(directory, f".{name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except OSError as exc:
+            raise self._error("create", exc) from exc
+        with os.fdopen(fd, "w") as f:
+            f.write(f"{pid}\n")
+        return tmp
+
+    def _read_text(self) -> str | None:
+        try:
+            with open(self.path) as f:
+                return f.read(64)
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise self._error("read", exc) from exc
+
+    def _discard_if_unchanged(self, expected: str) -> None:
+        """Remove the file if it still holds ``expected``; leave a newer owner's file in place."""
+        aside = f"{self.path}.stale.{os.getpid()}.{secrets.token_hex(4)}"
+        try:
+            os.rename(self.path, aside)
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            raise self._error("replace", exc) from exc
+        try:
+            with open(aside) as f:
+                moved = f.read(64)
+            if moved != expected:
+                try:
+                    os.link(aside, self.path)  # a newer owner's file: put it back
+                except FileExistsError:
+                    pass
+        finally:
+            _unlink_quietly(aside)
+
+    def _error(self, action: str, exc: OSError) -> PidfileError:
+        directory = os.path.dirname(self.path)
+        if exc.errno == errno.ENOENT and not os.path.isdir(directory):
+            return PidfileError(
+                f"cannot {action} pidfile {self.path}: directory {directory} does not exist; "
+                "create it (under systemd: RuntimeDirectory=) or choose another --pidfile"
+            )
+        if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+            return PidfileError(
+                f"cannot {action} pidfile {self.path}: {exc.strerror}; give the supervisor's "
+                f"user write access to {directory} or choose another --pidfile"
+            )
+        return PidfileError(f"cannot {action} pidfile {self.path}: {exc.strerror}")
+
+
+def _parse_pid(text: str) -> int | None:
+    first = text.strip().split("\n", 1)[0].strip()
+    if not first.isdigit():
+        return None
+    pid = int(first)
+    return pid if pid > 0 else None
+
+
+def _stale_reason(pid: int | None) -> str | None:
+    """Why the pidfile holding ``pid`` is stale, or None if a live supervisor holds it."""
+    if pid is None:
+        return "it holds no pid"
+    if pid == os.getpid():
+        return f"it holds our own pid {pid} (left by an earlier process that had this pid)"
+    try:
+        proc = psutil.Process(pid)
+        if proc.status() == psutil.STATUS_ZOMBIE:
+            return f"pid {pid} has exited"
+        try:
+            words = [proc.name(), *proc.cmdline()]
+        except psutil.AccessDenied:
+            words = [proc.name()]
+    except psutil.NoSuchProcess:
+        return f"pid {pid} is not running"
+    except psutil.AccessDenied:
+        # Cannot tell what it is; refusing is safer than running two supervisors.
+        return None
+    if any(PROCESS_MARKER in word for word in words):
+        return None
+    return f"pid {pid} now belongs to an unrelated process ({words[0]!r})"
+
+
+def _unlink_quietly(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass

@@ -1,0 +1,542 @@
+"""The worker: one pool of the queue string, served by ``max_threads`` threads in this process.
+
+This is the unit the supervisor forks, and what ``start_async()`` runs inside a web process.
+Threads and what each owns:
+
+- fetcher: its own connection; holds the process row's advisory lock and heartbeat; claims jobs
+  in adaptive batches into a bounded local buffer; wakes on NOTIFY, on the scheduled-job cache,
+  on polls and when the buffer runs low.
+- executors (``max_threads``): take jobs from the buffer and perform them; no connection of
+  their own unless a job enqueues.
+- completer: its own connection; writes results in batches (one statement per batch) and runs
+  periodic cleanup.
+- listener: its own connection, ``LISTEN good_job``; reconnects with back-off.
+
+Everything is created in ``start()``, after any fork, so nothing is shared across a fork.
+Claimed-but-unstarted jobs are handed back on shutdown without counting as interrupted.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import os
+import queue
+import socket
+import threading
+import time
+import uuid
+from typing import Any
+
+import psycopg
+
+from goodjob_mp import cleanup
+from goodjob_mp.config import Settings
+from goodjob_mp.db import job_store, processes
+from goodjob_mp.db.connection import connect
+from goodjob_mp.db.migrate import ensure_current
+from goodjob_mp.execution import (
+    discard_poison,
+    interrupted_message,
+    perform,
+    set_thread_shutdown_check,
+)
+from goodjob_mp.queues import PoolSpec, parse_pools
+from goodjob_mp.worker.batching import claim_limit, ewma
+from goodjob_mp.worker.cache import ScheduledCache
+
+log = logging.getLogger("goodjob_mp.worker")
+
+RESULT_BATCH_MAX = 1000
+RECONNECT_BACKOFF_MAX = 10.0
+
+
+def _epoch(naive_utc: dt.datetime) -> float:
+    return naive_utc.replace(tzinfo=dt.timezone.utc).timestamp()
+
+
+class Worker:
+    """Serve one pool: ``Worker(settings, pool).start()`` … ``shutdown(timeout)``."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        pool: PoolSpec | None = None,
+        *,
+        process_id: uuid.UUID | None = None,
+        name: str | None = None,
+    ) -> None:
+        self.settings = settings
+        self.pool = pool or parse_pools(settings.queues)[0]
+        self.selector = self.pool.selector
+        self.max_threads = self.pool.thread_count(settings.max_threads)
+        self.process_id = process_id or uuid.uuid4()
+        self.name = name or f"goodjob-worker: {self.pool.text}"
+        self._claim_sql = job_store.claim_sql(self.selector)
+        self._work: queue.SimpleQueue[job_store.ClaimedJob | None] = queue.SimpleQueue()
+        self._results: queue.SimpleQueue[job_store.JobResult | None] = queue.SimpleQueue()
+        self._wake = threading.Event()
+        self._stopping = threading.Event()
+        self._stopped = threading.Event()
+        self._need_capacity = False
+        self._low_water = 0
+        self._busy = 0
+        self._busy_lock = threading.Lock()
+        self._avg_duration: float | None = None
+        self._cache = ScheduledCache(settings.max_cache)
+        self._threads: list[threading.Thread] = []
+        self._executors: list[threading.Thread] = []
+        self._fetch_conn: psycopg.Connection | None = None
+        self.listener_connected = False
+        self.started = False
+        self.last_activity = time.monotonic()
+        self.succeeded = 0
+        self.errored = 0
+        self.empty_claims = 0
+        self.claimed = 0
+        self.fatal_error: BaseException | None = None
+
+    # --- lifecycle --------------------------------------------------------------------------
+
+    def start(self) -> Worker:
+        """Connect, check the schema, register, start the threads. Errors raise here."""
+        conn = connect()
+        try:
+            ensure_current(conn)
+            processes.register_process(conn, self.process_id, self.state())
+        except BaseException:
+            conn.close()
+            raise
+        self._fetch_conn = conn
+        self._spawn(self._fetch_loop, "gj-fetcher")
+        self._spawn(self._complete_loop, "gj-completer")
+        for i in range(self.max_threads):
+            self._executors.append(self._spawn(self._execute_loop, f"gj-executor-{i}"))
+        if self.settings.enable_listen_notify:
+            self._spawn(self._listen_loop, "gj-listener")
+        self.started = True
+        log.info("%s started (process %s)", self.name, self.process_id)
+        return self
+
+    def _spawn(self, target: Any, name: str) -> threading.Thread:
+        thread = threading.Thread(target=self._guard(target), name=name, daemon=True)
+        thread.start()
+        self._threads.append(thread)
+        return thread
+
+    def _guard(self, target: Any) -> Any:
+        def run() -> None:
+            try:
+                target()
+            except BaseException as exc:  # a bug or a dead database: stop the worker cleanly
+                log.exception("%s: thread %s failed", self.name, threading.current_thread().name)
+                self.fatal_error = exc
+                self.request_stop()
+
+        return run
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping.is_set()
+
+    def request_stop(self) -> None:
+        """Stop claiming; running jobs go on; buffered jobs are handed back."""
+        self._stopping.set()
+        self._wake.set()
+
+    def shutdown(self, timeout: float | None = None) -> bool:
+        """Stop and wait up to ``timeout`` seconds (None or -1: forever). True if all finished."""
+        self.request_stop()
+        return self.wait(timeout)
+
+    def wait(self, timeout: float | None = None) -> bool:
+        deadline = None if timeout is None or timeout < 0 else time.monotonic() + timeout
+        for thread in self._threads:
+            remaining = None if deadline is None else max(deadline - time.monotonic(), 0)
+            thread.join(remaining)
+            if thread.is_alive():
+                return False
+        return True
+
+    def join_stopped(self, timeout: float | None = None) -> bool:
+        """Block until the worker has fully stopped (after ``request_stop`` or a fatal error)."""
+        return self._stopped.wait(timeout)
+
+    @property
+    def busy(self) -> int:
+        return self._busy
+
+    @property
+    def buffered(self) -> int:
+        return self._work.qsize()
+
+    # --- fetcher ----------------------------------------------------------------------------
+
+    def _fetch_loop(self) -> None:
+        conn = self._fetch_conn
+        assert conn is not None
+        poll = self.settings.poll_interval
+        next_poll = time.monotonic() + poll if poll > 0 else float("inf")
+        next_beat = time.monotonic() + self.settings.heartbeat_interval
+        self._load_cache(conn)
+        work_maybe = True
+        try:
+            while not self._stopping.is_set():
+                now = time.monotonic()
+                if now >= next_beat:
+                    conn = self._heartbeat(conn)
+                    next_beat = now + self.settings.heartbeat_interval
+                if now >= next_poll:
+                    work_maybe = True
+                    next_poll = now + poll
+                    self._load_cache(conn)
+                if self._cache.pop_due(time.time()):
+                    work_maybe = True
+                if work_maybe:
+                    want = claim_limit(
+                        self.max_threads,
+                        self._busy,
+                        self._work.qsize(),
+                        self._avg_duration,
+                        self.settings.claim_buffer,
+                        self.settings.queue_select_limit,
+                    )
+                    if want > 0:
+                        self._wake.clear()
+                        got, conn = self._claim(conn, want)
+                        if got >= want:
+                            continue  # likely more waiting: claim again as room allows
+                        work_maybe = False
+                    else:
+                        # Buffer full: sleep until the executors drain it to the low-water mark.
+                        self._low_water = max(self._work.qsize() // 2, 0)
+                        self._need_capacity = True
+                timeout = min(next_poll, next_beat) - time.monotonic()
+                cached = self._cache.next_time()
+                if cached is not None:
+                    timeout = min(timeout, cached - time.time())
+                if self._wake.wait(max(timeout, 0.0)):
+                    self._wake.clear()
+                    work_maybe = True
+                self._need_capacity = False
+        finally:
+            self._finish_fetching(conn)
+
+    def _claim(
+        self, conn: psycopg.Connection, want: int
+    ) -> tuple[int, psycopg.Connection]:
+        try:
+            jobs = job_store.claim_jobs(
+                conn, self.selector, self.process_id, want, sql_text=self._claim_sql
+            )
+        except psycopg.OperationalError as exc:
+            log.warning("%s: claim failed (%s); reconnecting", self.name, exc)
+            return 0, self._reconnect(conn)
+        if not jobs:
+            self.empty_claims += 1
+            return 0, conn
+        self.claimed += len(jobs)
+        self.last_activity = time.monotonic()
+        for job in jobs:
+            if job.prev_performed_at is not None:
+                if not self._record_interrupt(conn, job):
+                    continue
+            self._work.put(job)
+        return len(jobs), conn
+
+    def _record_interrupt(self, conn: psycopg.Connection, job: job_store.ClaimedJob) -> bool:
+        """Close the cut-off attempt; False when the job is discarded as poison instead."""
+        job_store.record_interrupt(
+            conn, job, interrupted_message(job.prev_performed_at), job_store.utcnow()
+        )
+        log.warning(
+            "job %s %s was interrupted (attempt started %s); %d interrupt(s) so far",
+            job.id,
+            job.job_class,
+            job.prev_performed_at,
+            job.interrupts + 1,
+        )
+        from goodjob_mp import events
+
+        if events.has_subscribers("interrupt"):
+            events.emit(
+                "interrupt", job_id=job.id, job_class=job.job_class, interrupts=job.interrupts + 1
+            )
+        if job.interrupts + 1 >= self.settings.max_interrupts:
+            self._results.put(discard_poison(job, self.settings))
+            return False
+        return True
+
+    def _load_cache(self, conn: psycopg.Connection) -> None:
+        if self.settings.max_cache <= 0:
+            return
+        try:
+            times = job_store.upcoming_scheduled_times(conn, self.selector, self.settings.max_cache)
+        except psycopg.OperationalError:
+            return
+        self._cache.replace([_epoch(t) for t in times])
+
+    def _heartbeat(self, conn: psycopg.Connection) -> psycopg.Connection:
+        try:
+            if not processes.heartbeat(conn, self.process_id, self.state()):
+                # Our row was removed (judged dead while stalled): re-register.
+                processes.register_process(conn, self.process_id, self.state())
+        except psycopg.OperationalError as exc:
+            log.warning("%s: heartbeat failed (%s); reconnecting", self.name, exc)
+            return self._reconnect(conn)
+        return conn
+
+    def _reconnect(self, old: psycopg.Connection) -> psycopg.Connection:
+        try:
+            old.close()
+        except Exception:
+            pass
+        delay = 0.2
+        while not self._stopping.is_set():
+            try:
+                conn = connect()
+                processes.register_process(conn, self.process_id, self.state())
+                self._fetch_conn = conn
+                return conn
+            except Exception as exc:
+                log.warning("%s: database unavailable (%s); retrying in %.1fs", self.name, exc, delay)
+                self._stopping.wait(delay)
+                delay = min(delay * 2, RECONNECT_BACKOFF_MAX)
+        return old
+
+    def _finish_fetching(self, conn: psycopg.Connection) -> None:
+        unstarted: list[job_store.ClaimedJob] = []
+        while True:
+            try:
+                job = self._work.get_nowait()
+            except queue.Empty:
+                break
+            if job is not None:
+                unstarted.append(job)
+        for _ in self._executors:
+            self._work.put(None)
+        if unstarted:
+            try:
+                released = job_store.release_unstarted(conn, unstarted, self.process_id)
+                log.info("%s: handed back %d unstarted job(s)", self.name, released)
+            except psycopg.Error as exc:
+                log.error("%s: could not hand back unstarted jobs: %s", self.name, exc)
+        threading.Thread(target=self._after_executors, name="gj-closer", daemon=True).start()
+
+    def _after_executors(self) -> None:
+        for thread in self._executors:
+            thread.join()
+        self._results.put(None)
+
+    # --- executors --------------------------------------------------------------------------
+
+    def _execute_loop(self) -> None:
+        set_thread_shutdown_check(self._stopping.is_set)
+        work = self._work
+        results = self._results
+        settings = self.settings
+        while True:
+            job = work.get()
+            if job is None:
+                return
+            with self._busy_lock:
+                self._busy += 1
+            if self._need_capacity and work.qsize() <= self._low_water:
+                self._need_capacity = False
+                self._wake.set()
+            t0 = time.perf_counter()
+            try:
+                result = perform(job, settings)
+            except BaseException as exc:  # a bug in our code, not the job's: keep the job
+                log.exception("internal error performing job %s", job.id)
+                now = job_store.utcnow()
+                result = job_store.JobResult(
+                    job.id, now, now, False, retry_at=now, error=f"{type(exc).__name__}: {exc}",
+                    error_event=1, outcome="retried",
+                )
+            self._avg_duration = ewma(self._avg_duration, time.perf_counter() - t0)
+            results.put(result)
+            with self._busy_lock:
+                self._busy -= 1
+            if work.qsize() == 0:
+                self._wake.set()  # a thread is free and nothing is buffered: claim now
+
+    # --- completer --------------------------------------------------------------------------
+
+    def _complete_loop(self) -> None:
+        conn = connect()
+        cleaner = cleanup.CleanupSchedule(self.settings)
+        try:
+            done = False
+            while not done:
+                item = self._results.get()
+                batch: list[job_store.JobResult] = []
+                if item is None:
+                    done = True
+                else:
+                    batch.append(item)
+                while len(batch) < RESULT_BATCH_MAX:
+                    try:
+                        item = self._results.get_nowait()
+                    except queue.Empty:
+                        break
+                    if item is None:
+                        done = True
+                        break
+                    batch.append(item)
+                if batch:
+                    conn = self._write(conn, batch)
+                    if cleaner.record(len(batch)):
+                        conn = self._cleanup(conn)
+        finally:
+            self._deregister(conn)
+            conn.close()
+            if self._fetch_conn is not None:
+                self._fetch_conn.close()
+            self._stopped.set()
+
+    def _write(
+        self, conn: psycopg.Connection, batch: list[job_store.JobResult]
+    ) -> psycopg.Connection:
+        delay = 0.2
+        while True:
+            try:
+                job_store.write_results(conn, batch, self.process_id)
+                break
+            except psycopg.OperationalError as exc:
+                # Never drop a result: the jobs stay locked by us until it is written.
+                log.warning("%s: writing %d results failed (%s); retrying", self.name, len(batch), exc)
+                time.sleep(delay)
+                delay = min(delay * 2, RECONNECT_BACKOFF_MAX)
+                try:
+                    conn.close()
+                    conn = connect()
+                except Exception:
+                    continue
+        for result in batch:
+            if result.error is None:
+                self.succeeded += 1
+            else:
+                self.errored += 1
+        self.last_activity = time.monotonic()
+        return conn
+
+    def _cleanup(self, conn: psycopg.Connection) -> psycopg.Connection:
+        try:
+            cleanup.cleanup_preserved_jobs(conn, self.settings)
+        except psycopg.Error as exc:
+            log.warning("%s: cleanup failed: %s", self.name, exc)
+            if conn.broken:
+                return connect()
+        return conn
+
+    def _deregister(self, conn: psycopg.Connection) -> None:
+        try:
+            processes.deregister_process(conn, self.process_id)
+        except psycopg.Error:
+            pass
+
+    # --- listener ---------------------------------------------------------------------------
+
+    def _listen_loop(self) -> None:
+        delay = 0.2
+        while not self._stopping.is_set():
+            try:
+                conn = connect()
+            except Exception as exc:
+                self.listener_connected = False
+                log.warning("%s: listener cannot connect (%s)", self.name, exc)
+                self._stopping.wait(delay)
+                delay = min(delay * 2, RECONNECT_BACKOFF_MAX)
+                continue
+            delay = 0.2
+            try:
+                conn.execute(f"LISTEN {job_store.NOTIFY_CHANNEL}")
+                self.listener_connected = True
+                self._wake.set()  # catch up on anything sent while we were not listening
+                while not self._stopping.is_set():
+                    for notify in conn.notifies(timeout=0.5):
+                        self._on_notify(notify.payload)
+            except psycopg.OperationalError as exc:
+                log.warning("%s: listener lost its connection (%s)", self.name, exc)
+            finally:
+                self.listener_connected = False
+                conn.close()
+
+    def _on_notify(self, payload: str) -> None:
+        try:
+            data = json.loads(payload) if payload else {}
+            queue_name = data.get("queue_name")
+            scheduled = data.get("scheduled_at")
+        except (ValueError, AttributeError):
+            self._wake.set()
+            return
+        if queue_name is not None and not self.selector.matches(queue_name):
+            return
+        when = _parse_time(scheduled)
+        if when is not None and when > time.time() + 0.005:
+            self._cache.add(when)
+        self._wake.set()
+
+    # --- registry state ---------------------------------------------------------------------
+
+    def state(self) -> dict[str, Any]:
+        """GoodJob's ``good_job_processes.state`` shape."""
+        try:
+            import psutil
+
+            memory = psutil.Process().memory_info().rss // 1024
+        except Exception:
+            memory = None
+        try:
+            import setproctitle
+
+            title = setproctitle.getproctitle()
+        except Exception:
+            title = self.name
+        busy = self._busy
+        return {
+            "id": str(self.process_id),
+            "pid": os.getpid(),
+            "hostname": socket.gethostname(),
+            "proctitle": title,
+            "memory": memory,
+            "preserve_job_records": self.settings.preserve_job_records
+            if isinstance(self.settings.preserve_job_records, (bool, str))
+            else "callable",
+            "retry_on_unhandled_error": self.settings.retry_on_unhandled_error,
+            "cron_enabled": False,
+            "schedulers": [
+                {
+                    "name": f"goodjob_mp.Worker(queues={self.selector} max_threads={self.max_threads})",
+                    "queues": str(self.selector),
+                    "max_threads": self.max_threads,
+                    "active_threads": busy,
+                    "available_threads": self.max_threads - busy,
+                    "max_cache": self.settings.max_cache,
+                    "active_cache": len(self._cache),
+                    "available_cache": self.settings.max_cache - len(self._cache),
+                    "total_executions_count": self.succeeded + self.errored,
+                    "succeeded_executions_count": self.succeeded,
+                    "errored_executions_count": self.errored,
+                    "empty_executions_count": self.empty_claims,
+                }
+            ],
+            "database_connection_pool": {"size": 3, "active": 3},
+            "total_succeeded_executions_count": self.succeeded,
+            "total_errored_executions_count": self.errored,
+            "listener_connected": self.listener_connected,
+        }
+
+
+def _parse_time(value: Any) -> float | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=dt.timezone.utc)
+    return parsed.timestamp()

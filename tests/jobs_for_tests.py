@@ -1,0 +1,73 @@
+"""Job definitions shared by tests and by the worker processes the tests start."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import goodjob_mp as gj
+
+RECORD_DIR_ENV = "GJ_TEST_RECORD_DIR"
+
+
+def record(name: str, value: str = "") -> None:
+    """Append a line to <record dir>/<name>: how tests see what jobs did, across processes."""
+    folder = Path(os.environ[RECORD_DIR_ENV])
+    with open(folder / name, "a") as fh:
+        fh.write(f"{value}\n")
+
+
+def lines(folder: Path, name: str) -> list[str]:
+    path = folder / name
+    return path.read_text().splitlines() if path.exists() else []
+
+
+@gj.job(queue="default")
+def noop() -> None:
+    pass
+
+
+@gj.job(queue="default")
+def remember(tag: str, *, extra: str = "") -> None:
+    record("remember", f"{tag}{extra}")
+
+
+@gj.job(queue="default")
+def sleepy(tag: str, seconds: float) -> None:
+    record("started", tag)
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        time.sleep(0.02)
+    record("finished", tag)
+
+
+class TransientError(Exception):
+    pass
+
+
+class GoneError(Exception):
+    pass
+
+
+class Flaky(gj.Job):
+    queue_name = "default"
+    retry_on = [gj.RetryOn(TransientError, wait=0.2, attempts=3, jitter=0)]
+    discard_on = [GoneError]
+
+    def perform(self, tag: str, failures: int) -> None:
+        record("flaky", f"{tag}:{self.executions}")
+        if self.executions <= failures:
+            raise TransientError(f"temporary failure (attempt {self.executions})")
+
+
+class Discarder(gj.Job):
+    discard_on = [GoneError]
+
+    def perform(self, record_id: int) -> None:
+        raise GoneError(f"record {record_id} no longer exists")
+
+
+class Boom(gj.Job):
+    def perform(self) -> None:
+        raise RuntimeError("boom")
