@@ -10,6 +10,7 @@ import json
 import os
 import pty
 import select
+import shlex
 import signal
 import subprocess
 import sys
@@ -203,6 +204,21 @@ def test_daemon_without_log_file_detaches_stdio(tmp_path: Path, daemons: list[in
     info = json.loads((tmp_path / "info.json").read_text())
     daemons.append(info["pid"])
     assert result.stdout == "" and result.stderr == ""
+    os.kill(info["pid"], signal.SIGTERM)
+    _wait_gone(info["pid"])
+
+
+def test_launcher_started_with_closed_stdio(tmp_path: Path, daemons: list[int]) -> None:
+    # cron and some init scripts start programs with stdin/stdout closed; the readiness pipe
+    # must not land on fd 0 or 1 and be overwritten by the stdio redirection.
+    argv = " ".join(shlex.quote(a) for a in _argv(tmp_path, "ok"))
+    result = subprocess.run(
+        ["sh", "-c", f"exec {argv} 0<&- 1>&-"], env=ENV, stderr=subprocess.PIPE, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    info = json.loads((tmp_path / "info.json").read_text())
+    daemons.append(info["pid"])
+    assert "daemon stdout line" in (tmp_path / "daemon.log").read_text()
     os.kill(info["pid"], signal.SIGTERM)
     _wait_gone(info["pid"])
 

@@ -270,3 +270,25 @@ def test_ipv6_loopback(state: dict[str, Any]) -> None:
         conn.request("GET", "/status")
         assert conn.getresponse().status == 200
         conn.close()
+
+
+@pytest.mark.parametrize("use_select", [False, True], ids=["selectors", "select"])
+def test_large_response_is_written_in_pieces(
+    serve: Callable[..., ProbeServer], state: dict[str, Any], use_select: bool
+) -> None:
+    # Far larger than a socket buffer, so the loop must come back to finish the write while
+    # it keeps serving others.
+    state["detail"] = {"blob": "x" * 4_000_000}
+    probe = serve(use_select=use_select, client_timeout=30)
+    with socket.create_connection(("127.0.0.1", probe.port), timeout=10) as slow_reader:
+        slow_reader.sendall(b"GET /status HTTP/1.0\r\n\r\n")
+        first = slow_reader.recv(1024)
+        state["detail"] = {}
+        assert get(probe, "/status")[0] == 200  # served while the big reply is still pending
+        reply = first
+        while chunk := slow_reader.recv(65536):
+            reply += chunk
+    head, _, body = reply.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.0 200 ")
+    assert f"Content-Length: {len(body)}".encode() in head
+    assert len(json.loads(body)["detail"]["blob"]) == 4_000_000

@@ -13,6 +13,7 @@ with ``os._exit`` so the caller's ``finally`` blocks and atexit handlers run onl
 
 from __future__ import annotations
 
+import fcntl
 import os
 import select
 import sys
@@ -86,8 +87,8 @@ def daemonize(
         raise DaemonError(
             f"daemon working directory {workdir!r} does not exist; pass an existing directory"
         )
-    log_fd = _open_output(log_file)
-    read_fd, write_fd = os.pipe()
+    log_fd = _above_stdio(_open_output(log_file))
+    read_fd, write_fd = (_above_stdio(fd) for fd in os.pipe())
     _flush_stdio()  # buffered output must not be written twice, once per process
 
     first = os.fork()
@@ -111,8 +112,18 @@ def daemonize(
     os.dup2(log_fd, 2)
     for fd in {null_fd, log_fd} - {0, 1, 2}:
         os.close(fd)
+    _ensure_python_stdio()
     _send_line(write_fd, f"pid {os.getpid()}\n")
     return DaemonHandle(write_fd)
+
+
+def _above_stdio(fd: int) -> int:
+    """Move ``fd`` above 0-2, where a caller started with closed stdio would have it clobbered."""
+    if fd > 2:
+        return fd
+    moved = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 3)
+    os.close(fd)
+    return moved
 
 
 def _open_output(log_file: str | None) -> int:
@@ -125,6 +136,17 @@ def _open_output(log_file: str | None) -> int:
             f"cannot open log file {log_file!r} for the daemon: {exc.strerror}; "
             "fix the path or permissions of --log-file"
         ) from exc
+
+
+def _ensure_python_stdio() -> None:
+    """Give Python stream objects to fds 0-2 where the caller started with them closed."""
+    # These streams live as long as the process, like the ones Python opens at start-up.
+    if sys.stdin is None:
+        sys.stdin = os.fdopen(0, "r", closefd=False)
+    if sys.stdout is None:
+        sys.stdout = os.fdopen(1, "w", buffering=1, closefd=False, errors="backslashreplace")
+    if sys.stderr is None:
+        sys.stderr = os.fdopen(2, "w", buffering=1, closefd=False, errors="backslashreplace")
 
 
 def _flush_stdio() -> None:

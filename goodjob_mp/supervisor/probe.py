@@ -249,9 +249,9 @@ class ProbeServer:
         if code == 405:
             header += "Allow: GET, HEAD\r\n"
         conn.outgoing = header.encode("ascii") + b"\r\n" + (b"" if head else body)
-        if self._selector is not None:
-            self._selector.modify(conn.sock, selectors.EVENT_WRITE, self._selector_data)
         self._write(conn)  # usually all fits in the socket buffer at once
+        if self._selector is not None and conn.sock in self._connections:
+            self._selector.modify(conn.sock, selectors.EVENT_WRITE, self._selector_data)
 
     def _write(self, conn: _Connection) -> None:
         assert conn.outgoing is not None
