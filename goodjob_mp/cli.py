@@ -59,7 +59,9 @@ def _setup_logging(level: str) -> None:
 @click.option(
     "--poll-interval", type=float, help="Seconds between polls; -1 disables. [default: 10]"
 )
-@click.option("--max-cache", type=int, help="Future scheduled jobs cached per pool. [default: 10000]")
+@click.option(
+    "--max-cache", type=int, help="Future scheduled jobs cached per pool. [default: 10000]"
+)
 @click.option(
     "--shutdown-timeout",
     type=float,
@@ -76,9 +78,13 @@ def _setup_logging(level: str) -> None:
 @click.option("--daemonize", is_flag=True, default=None, help="Detach into the background.")
 @click.option("--pidfile", help="Write the supervisor's pid here (atomically).")
 @click.option("--log-file", help="With --daemonize: append output here instead of /dev/null.")
-@click.option("--probe-port", type=int, help="Serve /, /status, /status/started, /status/connected.")
+@click.option(
+    "--probe-port", type=int, help="Serve /, /status, /status/started, /status/connected."
+)
 @click.option("--queue-select-limit", type=int, help="Most jobs one claim may take.")
-@click.option("--max-memory", help="Per child, e.g. 512M or 2G: over it, a child drains and is replaced.")
+@click.option(
+    "--max-memory", help="Per child, e.g. 512M or 2G: over it, a child drains and is replaced."
+)
 @click.option(
     "--check",
     is_flag=True,
@@ -112,7 +118,9 @@ def main(ctx: click.Context, app: str | None, check: bool, log_level: str, **fla
     if check:
         click.echo(
             f"configuration OK: {len(pools)} pool(s): "
-            + "; ".join(f"{p.selector} ({p.thread_count(settings.max_threads)} threads)" for p in pools)
+            + "; ".join(
+                f"{p.selector} ({p.thread_count(settings.max_threads)} threads)" for p in pools
+            )
         )
         return
     from goodjob_mp.supervisor.arbiter import run_supervisor
@@ -157,7 +165,9 @@ def migrate(ctx: click.Context, check: bool, goodjob_indexes: bool) -> None:
 @click.option(
     "--before-seconds-ago",
     type=float,
-    help="Delete finished jobs older than this. [default: cleanup_preserved_jobs_before_seconds_ago]",
+    help=(
+        "Delete finished jobs older than this. [default: cleanup_preserved_jobs_before_seconds_ago]"
+    ),
 )
 @click.option("--keep-discarded", is_flag=True, help="Keep jobs that finished with an error.")
 @click.pass_context

@@ -121,7 +121,7 @@ def build_serialized_params(
 
 
 def _iso(value: dt.datetime) -> str:
-    return value.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return value.isoformat(timespec="microseconds") + "Z"
 
 
 def build_job(

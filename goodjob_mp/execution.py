@@ -35,7 +35,9 @@ MAX_BACKTRACE_LINES = 50
 def error_string(exc: BaseException) -> str:
     """GoodJob's ``"ErrorClass: message"``; builtins by bare name, others by import path."""
     cls = type(exc)
-    name = cls.__qualname__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__qualname__}"
+    name = (
+        cls.__qualname__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__qualname__}"
+    )
     return f"{name}: {exc}"
 
 
@@ -46,7 +48,8 @@ def backtrace_lines(exc: BaseException) -> list[str]:
 
 
 def interrupted_message(started_at: dt.datetime) -> str:
-    return f"{INTERRUPTED_ERROR}: Interrupted after starting perform at '{started_at:%Y-%m-%d %H:%M:%S} UTC'"
+    started = f"{started_at:%Y-%m-%d %H:%M:%S}"
+    return f"{INTERRUPTED_ERROR}: Interrupted after starting perform at '{started} UTC'"
 
 
 @dataclass(frozen=True)

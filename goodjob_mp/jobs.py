@@ -14,6 +14,7 @@ import functools
 import importlib
 import logging
 import math
+import sys
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -81,6 +82,16 @@ def register(name: str, job_cls: type[Job]) -> None:
         if previous is not None and previous is not job_cls:
             log.debug("job class name %r now maps to %r (was %r)", name, job_cls, previous)
         _registry[name] = job_cls
+
+
+def _import_name(module: str) -> str:
+    """The name other processes import a module by: ``python -m myapp.jobs`` runs it as
+    ``__main__``, which a worker cannot import, so such jobs answer to ``myapp.jobs``."""
+    if module == "__main__":
+        spec = getattr(sys.modules.get("__main__"), "__spec__", None)
+        if spec is not None and spec.name:
+            return spec.name
+    return module
 
 
 def lookup(name: str) -> type[Job]:
@@ -209,7 +220,7 @@ class Job:
         cls._retry_rules = _as_retry_rules(cls.retry_on)
         cls._discard_types = _as_discard_types(cls.discard_on)
         if "job_class_name" not in cls.__dict__ or cls.__dict__["job_class_name"] is None:
-            cls.job_class_name = f"{cls.__module__}.{cls.__qualname__}"
+            cls.job_class_name = f"{_import_name(cls.__module__)}.{cls.__qualname__}"
         register(cls.job_class_name, cls)
 
     _retry_rules: ClassVar[tuple[RetryOn, ...]] = ()
@@ -220,7 +231,15 @@ class Job:
 
     @classmethod
     def default_options(cls) -> EnqueueOptions:
-        return EnqueueOptions(cls.queue_name, cls.priority, None, clean_labels(cls.labels) or None)
+        # Cached per class (enqueue hot path); keyed on the attributes so a changed one shows.
+        key = (cls.queue_name, cls.priority, tuple(cls.labels))
+        cached = cls.__dict__.get("_default_options_cache")
+        if cached is None or cached[0] != key:
+            options = EnqueueOptions(
+                cls.queue_name, cls.priority, None, clean_labels(cls.labels) or None
+            )
+            cls._default_options_cache = cached = (key, options)
+        return cached[1]
 
     @classmethod
     def set(cls, **options: Any) -> ConfiguredJob:

@@ -76,7 +76,8 @@ def test_retry_on_waits_then_succeeds(db, records):
     events = [
         r[0]
         for r in db.execute(
-            "SELECT error_event FROM good_job_executions WHERE active_job_id=%s ORDER BY created_at",
+            "SELECT error_event FROM good_job_executions"
+            " WHERE active_job_id=%s ORDER BY created_at",
             (handle.id,),
         )
     ]

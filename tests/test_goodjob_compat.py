@@ -8,21 +8,27 @@ import json
 import subprocess
 import sys
 import uuid
-from pathlib import Path
 
 import psycopg
 import pytest
 
 import goodjob_mp as gj
+from tests.reference import REFERENCE_DIR
 
-REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "goodjob-reference"
-if not REFERENCE.exists():
-    REFERENCE = Path("/work/shared/goodjob-reference")
+REFERENCE = REFERENCE_DIR
 
-COLUMNS = (
-    "id queue_name priority serialized_params scheduled_at created_at updated_at active_job_id"
-    " job_class labels"
-).split()
+COLUMNS = [
+    "id",
+    "queue_name",
+    "priority",
+    "serialized_params",
+    "scheduled_at",
+    "created_at",
+    "updated_at",
+    "active_job_id",
+    "job_class",
+    "labels",
+]
 
 calls: list[tuple[str, tuple, dict]] = []
 
@@ -104,13 +110,17 @@ def test_migrate_adopts_tables_created_by_goodjob(database_url):
             conn.execute("SET search_path TO public")
         env = {"GOOD_JOB_DATABASE_URL": url, "PATH": "/usr/bin:/bin"}
         cli = [sys.executable, "-c", "from goodjob_mp.cli import main; main()"]
-        check = subprocess.run([*cli, "migrate", "--check"], env=env, capture_output=True, text=True)
+        check = subprocess.run(
+            [*cli, "migrate", "--check"], env=env, capture_output=True, text=True
+        )
         assert check.returncode == 1 and "goodjob-supervisor migrate" in check.stderr
         done = subprocess.run([*cli, "migrate"], env=env, capture_output=True, text=True)
         assert done.returncode == 0, done.stderr
         again = subprocess.run([*cli, "migrate"], env=env, capture_output=True, text=True)
         assert "up to date" in again.stdout
-        check = subprocess.run([*cli, "migrate", "--check"], env=env, capture_output=True, text=True)
+        check = subprocess.run(
+            [*cli, "migrate", "--check"], env=env, capture_output=True, text=True
+        )
         assert check.returncode == 0
         with psycopg.connect(url, autocommit=True) as conn:
             # GoodJob's 27 indexes are all still there; nothing was dropped or broken.
@@ -125,8 +135,13 @@ def test_migrate_adopts_tables_created_by_goodjob(database_url):
 
 def test_lean_schema_matches_goodjob_columns(db):
     schema = (REFERENCE / "schema.sql").read_text()
-    for table in ("good_jobs", "good_job_executions", "good_job_processes", "good_job_settings",
-                  "good_job_batches"):
+    for table in (
+        "good_jobs",
+        "good_job_executions",
+        "good_job_processes",
+        "good_job_settings",
+        "good_job_batches",
+    ):
         block = schema.split(f"CREATE TABLE public.{table} (")[1].split(");")[0]
         expected = [line.strip().rstrip(",") for line in block.strip().splitlines()]
         rows = db.execute(

@@ -9,7 +9,6 @@ import json
 import math
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 from uuid import UUID
 from zoneinfo import ZoneInfo
@@ -23,10 +22,9 @@ from goodjob_mp.serialization import (
     deserialize_arguments,
     serialize_arguments,
 )
+from tests.reference import REFERENCE_DIR
 
-REFERENCE = Path("/work/shared/goodjob-reference/good_jobs.jsonl")
-if not REFERENCE.exists():
-    REFERENCE = Path(__file__).resolve().parents[2] / "shared/goodjob-reference/good_jobs.jsonl"
+REFERENCE = REFERENCE_DIR / "good_jobs.jsonl"
 
 ROWS = [json.loads(line) for line in REFERENCE.read_text().splitlines() if line.strip()]
 BY_ID = {row["id"]: row for row in ROWS}

@@ -83,9 +83,10 @@ def test_shutdown_hands_back_unstarted_jobs_without_interrupts(db, records):
         " AND performed_at IS NULL) FROM good_jobs"
     ).fetchone()
     assert rows[0] == 4
-    assert db.execute("SELECT count(*) FROM good_job_executions WHERE error_event = 0").fetchone()[
-        0
-    ] == 0
+    assert (
+        db.execute("SELECT count(*) FROM good_job_executions WHERE error_event = 0").fetchone()[0]
+        == 0
+    )
 
 
 def test_current_thread_shutting_down_is_visible_to_jobs(db, records):
@@ -126,4 +127,6 @@ def test_worker_refuses_old_schema(database_url):
             with pytest.raises(SchemaOutdatedError, match="goodjob-supervisor migrate"):
                 Worker(load_settings({})).start()
         finally:
-            conn.execute("INSERT INTO goodjob_mp_schema_migrations (version) VALUES ('0001_good_job_tables')")
+            conn.execute(
+                "INSERT INTO goodjob_mp_schema_migrations (version) VALUES ('0001_good_job_tables')"
+            )

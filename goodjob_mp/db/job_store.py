@@ -322,7 +322,9 @@ def write_results(
                     "errors": [r.error for r in keep],
                     "events": [r.error_event for r in keep],
                     "params": [None if r.new_params is None else Jsonb(r.new_params) for r in keep],
-                    "backtraces": [None if r.backtrace is None else Jsonb(r.backtrace) for r in keep],
+                    "backtraces": [
+                        None if r.backtrace is None else Jsonb(r.backtrace) for r in keep
+                    ],
                     "process_id": process_id,
                 },
             )

@@ -223,9 +223,7 @@ class Worker:
         finally:
             self._finish_fetching(conn)
 
-    def _claim(
-        self, conn: psycopg.Connection, want: int
-    ) -> tuple[int, psycopg.Connection]:
+    def _claim(self, conn: psycopg.Connection, want: int) -> tuple[int, psycopg.Connection]:
         try:
             jobs = job_store.claim_jobs(
                 conn, self.selector, self.process_id, want, sql_text=self._claim_sql
@@ -239,9 +237,8 @@ class Worker:
         self.claimed += len(jobs)
         self.last_activity = time.monotonic()
         for job in jobs:
-            if job.prev_performed_at is not None:
-                if not self._record_interrupt(conn, job):
-                    continue
+            if job.prev_performed_at is not None and not self._record_interrupt(conn, job):
+                continue
             self._work.put(job)
         return len(jobs), conn
 
@@ -300,7 +297,9 @@ class Worker:
                 self._fetch_conn = conn
                 return conn
             except Exception as exc:
-                log.warning("%s: database unavailable (%s); retrying in %.1fs", self.name, exc, delay)
+                log.warning(
+                    "%s: database unavailable (%s); retrying in %.1fs", self.name, exc, delay
+                )
                 self._stopping.wait(delay)
                 delay = min(delay * 2, RECONNECT_BACKOFF_MAX)
         return old
@@ -352,8 +351,14 @@ class Worker:
                 log.exception("internal error performing job %s", job.id)
                 now = job_store.utcnow()
                 result = job_store.JobResult(
-                    job.id, now, now, False, retry_at=now, error=f"{type(exc).__name__}: {exc}",
-                    error_event=1, outcome="retried",
+                    job.id,
+                    now,
+                    now,
+                    False,
+                    retry_at=now,
+                    error=f"{type(exc).__name__}: {exc}",
+                    error_event=1,
+                    outcome="retried",
                 )
             self._avg_duration = ewma(self._avg_duration, time.perf_counter() - t0)
             results.put(result)
@@ -406,7 +411,9 @@ class Worker:
                 break
             except psycopg.OperationalError as exc:
                 # Never drop a result: the jobs stay locked by us until it is written.
-                log.warning("%s: writing %d results failed (%s); retrying", self.name, len(batch), exc)
+                log.warning(
+                    "%s: writing %d results failed (%s); retrying", self.name, len(batch), exc
+                )
                 time.sleep(delay)
                 delay = min(delay * 2, RECONNECT_BACKOFF_MAX)
                 try:
@@ -509,7 +516,9 @@ class Worker:
             "cron_enabled": False,
             "schedulers": [
                 {
-                    "name": f"goodjob_mp.Worker(queues={self.selector} max_threads={self.max_threads})",
+                    "name": (
+                        f"goodjob_mp.Worker(queues={self.selector} max_threads={self.max_threads})"
+                    ),
                     "queues": str(self.selector),
                     "max_threads": self.max_threads,
                     "active_threads": busy,

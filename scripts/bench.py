@@ -1,0 +1,233 @@
+"""Benchmark: enqueue, drain, latency, and the raw-SQL ceiling of the same cycle, in one run.
+
+    python scripts/bench.py [--jobs 20000] [--json out.json] [--supervisor]
+
+Creates its own database on the server of GOOD_JOB_DATABASE_URL / DATABASE_URL (else
+postgresql://postgres@127.0.0.1:5432/postgres) and drops it afterwards. Prints JSON. Figures are
+ratios to compare within one run on a shared machine, not absolute truths.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import psycopg  # noqa: E402
+
+import goodjob_mp as gj  # noqa: E402
+from goodjob_mp.config import load_settings  # noqa: E402
+from goodjob_mp.db import connection, job_store  # noqa: E402
+from goodjob_mp.db.migrate import migrate  # noqa: E402
+from goodjob_mp.demo import noop  # noqa: E402
+from goodjob_mp.queues import parse_queue_selector  # noqa: E402
+from goodjob_mp.worker.worker import Worker  # noqa: E402
+
+_started: dict[str, float] = {}
+_start_event = threading.Event()
+
+
+@gj.job(queue="latency")
+def stamp(key: str) -> None:
+    _started[key] = time.perf_counter()
+    _start_event.set()
+
+
+def server_url() -> str:
+    return (
+        os.environ.get("GOOD_JOB_DATABASE_URL")
+        or os.environ.get("DATABASE_URL")
+        or "postgresql://postgres@127.0.0.1:5432/postgres"
+    )
+
+
+def with_db(url: str, name: str) -> str:
+    info = psycopg.conninfo.conninfo_to_dict(url)
+    info["dbname"] = name
+    return psycopg.conninfo.make_conninfo(**info)
+
+
+def unfinished(conn: psycopg.Connection) -> int:
+    return conn.execute("SELECT count(*) FROM good_jobs WHERE finished_at IS NULL").fetchone()[0]
+
+
+def truncate(conn: psycopg.Connection) -> None:
+    conn.execute("TRUNCATE good_jobs, good_job_executions, good_job_processes")
+    conn.execute("VACUUM ANALYZE good_jobs")
+
+
+def bench_single_enqueue(conn: psycopg.Connection, n: int) -> float:
+    truncate(conn)
+    t0 = time.perf_counter()
+    for _ in range(n):
+        noop.perform_later()
+    return n / (time.perf_counter() - t0)
+
+
+def bench_bulk_enqueue(conn: psycopg.Connection, n: int) -> float:
+    truncate(conn)
+    t0 = time.perf_counter()
+    with gj.bulk():
+        for _ in range(n):
+            noop.perform_later()
+    return n / (time.perf_counter() - t0)
+
+
+def bench_drain(conn: psycopg.Connection, n: int, preserve: bool) -> float:
+    truncate(conn)
+    with gj.bulk():
+        for _ in range(n):
+            noop.perform_later()
+    conn.execute("VACUUM ANALYZE good_jobs")
+    settings = load_settings({"preserve_job_records": preserve, "poll_interval": 1.0})
+    t0 = time.perf_counter()
+    worker = Worker(settings).start()
+    while (
+        unfinished(conn)
+        if preserve
+        else conn.execute("SELECT count(*) FROM good_jobs").fetchone()[0]
+    ):
+        time.sleep(0.05)
+    took = time.perf_counter() - t0
+    worker.shutdown(10)
+    return n / took
+
+
+def bench_raw_sql(conn: psycopg.Connection, n: int, batch: int = 200) -> float:
+    """The claim-and-finish cycle as raw SQL, no job code: the ceiling for the drain."""
+    truncate(conn)
+    with gj.bulk():
+        for _ in range(n):
+            noop.perform_later()
+    conn.execute("VACUUM ANALYZE good_jobs")
+    selector = parse_queue_selector("*")
+    process_id = uuid.uuid4()
+    claim = job_store.claim_sql(selector)
+    t0 = time.perf_counter()
+    done = 0
+    while done < n:
+        jobs = job_store.claim_jobs(conn, selector, process_id, batch, sql_text=claim)
+        if not jobs:
+            break
+        now = job_store.utcnow()
+        job_store.write_results(
+            conn, [job_store.JobResult(j.id, now, now, True) for j in jobs], process_id
+        )
+        done += len(jobs)
+    return done / (time.perf_counter() - t0)
+
+
+def bench_latency(conn: psycopg.Connection, samples: int) -> dict[str, float]:
+    truncate(conn)
+    settings = load_settings({"queues": "latency", "max_threads": 2, "poll_interval": 10.0})
+    worker = Worker(settings).start()
+    while not worker.listener_connected:
+        time.sleep(0.01)
+    time.sleep(0.2)
+    latencies = []
+    for i in range(samples):
+        key = f"k{i}"
+        _start_event.clear()
+        t0 = time.perf_counter()
+        stamp.perform_later(key)
+        _start_event.wait(5)
+        if key in _started:
+            latencies.append((_started[key] - t0) * 1000)
+        time.sleep(0.005)
+    worker.shutdown(10)
+    latencies.sort()
+
+    def pct(p: float) -> float:
+        return round(latencies[min(int(len(latencies) * p), len(latencies) - 1)], 2)
+
+    return {
+        "p50_ms": pct(0.50),
+        "p95_ms": pct(0.95),
+        "p99_ms": pct(0.99),
+        "mean_ms": round(statistics.mean(latencies), 2),
+    }
+
+
+def bench_supervisor_drain(conn: psycopg.Connection, url: str, n: int, queues: str) -> float:
+    truncate(conn)
+    with gj.bulk():
+        for _ in range(n):
+            noop.perform_later()
+    conn.execute("VACUUM ANALYZE good_jobs")
+    env = dict(os.environ, GOOD_JOB_DATABASE_URL=url)
+    command = [
+        sys.executable,
+        "-c",
+        "from goodjob_mp.cli import main; main()",
+        "--app=goodjob_mp.demo",
+        f"--queues={queues}",
+        "--log-level=warning",
+    ]
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(command, env=env, cwd=ROOT)
+    try:
+        while unfinished(conn):
+            time.sleep(0.05)
+        took = time.perf_counter() - t0
+    finally:
+        proc.terminate()
+        proc.wait(60)
+    return n / took
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--jobs", type=int, default=20_000)
+    parser.add_argument("--single", type=int, default=3_000)
+    parser.add_argument("--latency-samples", type=int, default=300)
+    parser.add_argument("--supervisor", action="store_true", help="also drain via two pools")
+    parser.add_argument("--supervisor-jobs", type=int, default=50_000)
+    parser.add_argument("--json", help="write the results here too")
+    args = parser.parse_args()
+
+    server = server_url()
+    name = f"goodjob_bench_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(server, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    url = with_db(server, name)
+    os.environ["GOOD_JOB_DATABASE_URL"] = url
+    connection.reset_database_url()
+    results: dict[str, object] = {"jobs": args.jobs}
+    try:
+        with psycopg.connect(url, autocommit=True) as conn:
+            migrate(conn)
+            results["single_enqueue_jobs_per_s"] = round(bench_single_enqueue(conn, args.single))
+            results["bulk_enqueue_jobs_per_s"] = round(bench_bulk_enqueue(conn, args.jobs))
+            results["raw_sql_ceiling_jobs_per_s"] = round(bench_raw_sql(conn, args.jobs))
+            results["drain_preserve_on_jobs_per_s"] = round(bench_drain(conn, args.jobs, True))
+            results["drain_preserve_off_jobs_per_s"] = round(bench_drain(conn, args.jobs, False))
+            results["latency"] = bench_latency(conn, args.latency_samples)
+            if args.supervisor:
+                results["supervisor_two_pools_jobs_per_s"] = round(
+                    bench_supervisor_drain(conn, url, args.supervisor_jobs, "*:5;*:5")
+                )
+                results["supervisor_one_pool_jobs_per_s"] = round(
+                    bench_supervisor_drain(conn, url, args.supervisor_jobs, "*:5")
+                )
+    finally:
+        connection.close_thread_connection()
+        with psycopg.connect(server, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    text = json.dumps(results, indent=2)
+    print(text)
+    if args.json:
+        Path(args.json).write_text(text + "\n")
+
+
+if __name__ == "__main__":
+    main()
