@@ -111,7 +111,13 @@ def main(ctx: click.Context, app: str | None, check: bool, log_level: str, **fla
     _setup_logging(log_level)
     _import_app(app)
     if flags.get("max_memory") is not None:
-        flags["max_memory"] = config._parse_memory(flags["max_memory"])
+        try:
+            flags["max_memory"] = config._parse_memory(flags["max_memory"])
+        except ValueError as exc:
+            raise click.BadParameter(
+                f"{flags['max_memory']!r}: {exc}; use megabytes or e.g. 512M, 2G",
+                param_hint="'--max-memory'",
+            ) from None
     flags["app"] = app
     settings = _settings(flags)
     pools = parse_pools(settings.queues)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -56,7 +57,8 @@ class Settings:
     # A job whose process died this many times while performing it is discarded, not run again.
     max_interrupts: int = 3
     # A process whose heartbeat is older than this (and whose advisory lock is gone) is dead.
-    dead_process_timeout: float = 30.0
+    # 20 s: with the 5 s heartbeat and sweep, a vanished host's jobs run again within ~30 s.
+    dead_process_timeout: float = 20.0
     heartbeat_interval: float = 5.0
     # Upper bound on jobs claimed ahead of free threads when jobs are short.
     claim_buffer: int = 400
@@ -98,7 +100,8 @@ def _parse_memory(text: str) -> int | None:
         return None
     units = {"K": 1 / 1024, "M": 1, "G": 1024}
     if stripped[-1:] in units:
-        return int(float(stripped[:-1]) * units[stripped[-1]])
+        # Rounded up: '512K' is a limit of 1 MB, never 0 (which would read as "no memory").
+        return max(math.ceil(float(stripped[:-1]) * units[stripped[-1]]), 1)
     return int(stripped)
 
 
@@ -146,6 +149,10 @@ def env_name(setting: str) -> str:
 # --- validation -------------------------------------------------------------------------------
 
 
+# How a queue-string error names the place to fix it, by the layer the string came from.
+_QUEUES_WHERE = {"command line": "--queues", "configure()": "configure(queues=...)"}
+
+
 def _check(settings: Settings, sources: Mapping[str, str]) -> None:
     def fail(name: str, why: str) -> None:
         value = getattr(settings, name)
@@ -164,8 +171,17 @@ def _check(settings: Settings, sources: Mapping[str, str]) -> None:
         fail("shutdown_timeout", "use -1 (wait forever), 0 (immediately) or seconds")
     if not settings.enable_listen_notify and settings.poll_interval == -1:
         fail("poll_interval", "polling is disabled and LISTEN/NOTIFY is off: no job would ever run")
+    if settings.max_cache == 0 and settings.poll_interval == -1:
+        fail(
+            "max_cache",
+            "with polling disabled (poll_interval -1) scheduled jobs and retries start only from "
+            "the cache; use max_cache >= 1 or enable polling",
+        )
     try:
-        parse_pools(settings.queues)
+        parse_pools(
+            settings.queues,
+            setting=_QUEUES_WHERE.get(sources.get("queues", ""), env_name("queues")),
+        )
     except QueueStringError as exc:
         fail("queues", str(exc))
     pjr = settings.preserve_job_records

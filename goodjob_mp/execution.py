@@ -229,6 +229,7 @@ def _retry(
         backtrace=backtrace,
         had_executions=True,
         outcome="retried",
+        queue_name=job.queue_name,
     )
 
 

@@ -15,6 +15,7 @@ import os
 import threading
 import uuid
 
+from goodjob_mp import events
 from goodjob_mp.config import Settings, current_settings
 from goodjob_mp.db import job_store
 from goodjob_mp.db.connection import thread_connection
@@ -63,6 +64,13 @@ def _drain(settings: Settings, queues: str, limit: int | None) -> int:
             job_store.record_interrupt(
                 conn, job, interrupted_message(job.prev_performed_at), job_store.utcnow()
             )
+            if events.has_subscribers("interrupt"):  # as the worker's fetcher does
+                events.emit(
+                    "interrupt",
+                    job_id=job.id,
+                    job_class=job.job_class,
+                    interrupts=job.interrupts + 1,
+                )
             if job.interrupts + 1 >= settings.max_interrupts:
                 job_store.write_results(conn, [discard_poison(job, settings)], process_id)
                 continue

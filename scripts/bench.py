@@ -1,6 +1,11 @@
 """Benchmark: enqueue, drain, latency, and the raw-SQL ceiling of the same cycle, in one run.
 
-    python scripts/bench.py [--jobs 20000] [--json out.json] [--supervisor]
+    python scripts/bench.py [--jobs 20000] [--json out.json] [--supervisor] [--recovery]
+
+--recovery times how long a job cut off by kill -9 takes to start again: of a child (its
+supervisor hands the job back and restarts the pool), and of a whole host (supervisor and
+children killed at once; a second supervisor finds the dead processes after
+dead_process_timeout and hands their jobs back).
 
 Creates its own database on the server of GOOD_JOB_DATABASE_URL / DATABASE_URL (else
 postgresql://postgres@127.0.0.1:5432/postgres) and drops it afterwards. Prints JSON. Figures are
@@ -12,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -22,6 +28,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "scripts"))
 
 import psycopg  # noqa: E402
 
@@ -185,6 +192,106 @@ def bench_supervisor_drain(conn: psycopg.Connection, url: str, n: int, queues: s
     return n / took
 
 
+def _supervisor(url: str, queues: str, *extra: str) -> subprocess.Popen:
+    env = dict(os.environ, GOOD_JOB_DATABASE_URL=url)
+    command = [
+        sys.executable,
+        "-c",
+        "from goodjob_mp.cli import main; main()",
+        "--app=bench_jobs",
+        f"--queues={queues}",
+        "--log-level=warning",
+        *extra,
+    ]
+    # Its own session, so a "whole host" can be killed at once with killpg.
+    return subprocess.Popen(command, env=env, cwd=ROOT / "scripts", start_new_session=True)
+
+
+def _marks(conn: psycopg.Connection, key: str) -> list[tuple[int, float]]:
+    rows = conn.execute("SELECT pid, at FROM bench_marks WHERE key = %s ORDER BY at", (key,))
+    return rows.fetchall()
+
+
+def _wait_marks(conn: psycopg.Connection, key: str, count: int, timeout: float) -> list:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        marks = _marks(conn, key)
+        if len(marks) >= count:
+            return marks
+        time.sleep(0.01)
+    raise RuntimeError(f"job {key} did not start {count} time(s) within {timeout:g}s")
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGQUIT)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+def bench_recovery_child(conn: psycopg.Connection, url: str, samples: int = 3) -> dict:
+    """kill -9 of the child running a job -> seconds until the job starts again."""
+    import bench_jobs
+
+    truncate(conn)
+    conn.execute(bench_jobs.CREATE_MARKS)
+    proc = _supervisor(url, "recovery:2")
+    took = []
+    try:
+        for i in range(samples):
+            key = f"child-{i}"
+            bench_jobs.mark.perform_later(key, 60.0)
+            pid, _ = _wait_marks(conn, key, 1, 60)[0]
+            killed_at = time.time()
+            os.kill(pid, signal.SIGKILL)
+            _, again = _wait_marks(conn, key, 2, 60)[1]
+            took.append(again - killed_at)
+    finally:
+        _stop(proc)
+    return {"samples_s": [round(t, 3) for t in took], "max_s": round(max(took), 3)}
+
+
+def bench_recovery_host(conn: psycopg.Connection, url: str, dead_after: float | None) -> dict:
+    """A whole host gone (supervisor and children SIGKILLed together) -> seconds until another
+    host's supervisor has the job running again."""
+    import bench_jobs
+
+    truncate(conn)
+    conn.execute(bench_jobs.CREATE_MARKS)
+    env_timeout = os.environ.get("GOOD_JOB_DEAD_PROCESS_TIMEOUT")
+    if dead_after is not None:
+        os.environ["GOOD_JOB_DEAD_PROCESS_TIMEOUT"] = str(dead_after)
+    try:
+        host_a = _supervisor(url, "recovery:1")
+        bench_jobs.mark.perform_later("host", 300.0)
+        _wait_marks(conn, "host", 1, 60)
+        host_b = _supervisor(url, "recovery:1")
+        try:
+            time.sleep(2.0)  # host B up and idle (its pool has nothing to claim)
+            killed_at = time.time()
+            os.killpg(host_a.pid, signal.SIGKILL)
+            host_a.wait()
+            _, again = _wait_marks(conn, "host", 2, 120)[1]
+        finally:
+            _stop(host_b)
+    finally:
+        if env_timeout is None:
+            os.environ.pop("GOOD_JOB_DEAD_PROCESS_TIMEOUT", None)
+        else:
+            os.environ["GOOD_JOB_DEAD_PROCESS_TIMEOUT"] = env_timeout
+    from goodjob_mp.config import load_settings as _load
+
+    return {
+        "dead_process_timeout_s": _load({}).dead_process_timeout
+        if dead_after is None
+        else dead_after,
+        "recovery_s": round(again - killed_at, 3),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--jobs", type=int, default=20_000)
@@ -192,6 +299,12 @@ def main() -> None:
     parser.add_argument("--latency-samples", type=int, default=300)
     parser.add_argument("--supervisor", action="store_true", help="also drain via two pools")
     parser.add_argument("--supervisor-jobs", type=int, default=50_000)
+    parser.add_argument("--recovery", action="store_true", help="also time kill -9 recovery")
+    parser.add_argument(
+        "--dead-process-timeout",
+        type=float,
+        help="for the whole-host recovery [default: the setting's default]",
+    )
     parser.add_argument("--json", help="write the results here too")
     args = parser.parse_args()
 
@@ -218,6 +331,11 @@ def main() -> None:
                 )
                 results["supervisor_one_pool_jobs_per_s"] = round(
                     bench_supervisor_drain(conn, url, args.supervisor_jobs, "*:5")
+                )
+            if args.recovery:
+                results["recovery_child_kill9"] = bench_recovery_child(conn, url)
+                results["recovery_host_gone"] = bench_recovery_host(
+                    conn, url, args.dead_process_timeout
                 )
     finally:
         connection.close_thread_connection()

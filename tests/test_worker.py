@@ -1,11 +1,15 @@
 """The worker in this process (async mode): LISTEN/NOTIFY, cache, batches, shutdown hand-back."""
 
+import os
 import time
+import uuid
 
+import psycopg
 import pytest
 
 import goodjob_mp as gj
 from goodjob_mp.config import load_settings
+from goodjob_mp.db import job_store
 from goodjob_mp.worker.worker import Worker
 from tests import jobs_for_tests as J
 
@@ -130,3 +134,20 @@ def test_worker_refuses_old_schema(database_url):
             conn.execute(
                 "INSERT INTO goodjob_mp_schema_migrations (version) VALUES ('0001_good_job_tables')"
             )
+
+
+def test_handed_back_jobs_wake_idle_listeners(db):
+    """A dead process's jobs come back with a NOTIFY, so an idle pool claims them at once
+    instead of at its next poll."""
+    handle = J.noop.set(queue="handback").perform_later()
+    dead = uuid.uuid4()
+    db.execute("UPDATE good_jobs SET locked_by_id = %s WHERE id = %s", (dead, handle.id))
+    with psycopg.connect(os.environ["GOOD_JOB_DATABASE_URL"], autocommit=True) as listener:
+        listener.execute("LISTEN good_job")
+        assert job_store.hand_back_jobs(db, [dead]) == 1
+        payloads = [n.payload for n in listener.notifies(timeout=5, stop_after=1)]
+    assert payloads and '"queue_name":"handback"' in payloads[0]
+    assert (
+        db.execute("SELECT locked_by_id FROM good_jobs WHERE id = %s", (handle.id,)).fetchone()[0]
+        is None
+    )

@@ -17,7 +17,21 @@ import psycopg
 from goodjob_mp.config import current_settings
 
 # Timestamps are stored as UTC in ``timestamp without time zone`` columns, as Rails does.
-SESSION_OPTIONS = "-c timezone=UTC"
+# The server-side keepalives make PostgreSQL notice within ~25 s that a host has vanished
+# (power loss, network cut: no FIN ever arrives), end its sessions and so release the process
+# advisory locks that keep its jobs from being handed back; the default is two hours.
+SESSION_OPTIONS = (
+    "-c timezone=UTC -c tcp_keepalives_idle=10 -c tcp_keepalives_interval=5"
+    " -c tcp_keepalives_count=3"
+)
+# The same on our side, and a bounded wait for an unreachable server. A value in the URL wins.
+CLIENT_DEFAULTS = {
+    "keepalives": "1",
+    "keepalives_idle": "10",
+    "keepalives_interval": "5",
+    "keepalives_count": "3",
+    "connect_timeout": "10",
+}
 
 _resolved: tuple[int, str] | None = None
 _embedded = None  # keeps the EmbeddedServer (and its child process) alive for this process
@@ -67,12 +81,21 @@ def connect(url: str | None = None, *, autocommit: bool = True) -> psycopg.Conne
     """A new connection with our session settings; a failure names the database and the fix."""
     url = url or database_url()
     try:
-        return psycopg.connect(url, autocommit=autocommit, options=SESSION_OPTIONS)
+        return psycopg.connect(session_conninfo(url), autocommit=autocommit)
     except psycopg.OperationalError as exc:
         raise DatabaseUnavailableError(
             f"cannot connect to the database ({redact(url)}): {str(exc).strip()}\n"
             "Check that PostgreSQL is running and GOOD_JOB_DATABASE_URL / DATABASE_URL is right."
         ) from exc
+
+
+def session_conninfo(url: str) -> str:
+    """``url`` with our session settings added; the URL's own ``options`` are kept (ours go
+    first, so a setting the URL repeats wins)."""
+    info = psycopg.conninfo.conninfo_to_dict(url)
+    extra = {k: v for k, v in CLIENT_DEFAULTS.items() if k not in info}
+    options = f"{SESSION_OPTIONS} {info['options']}" if info.get("options") else SESSION_OPTIONS
+    return psycopg.conninfo.make_conninfo(url, options=options, **extra)
 
 
 class _ThreadConnections(threading.local):

@@ -262,6 +262,7 @@ class JobResult:
     preserve: bool = True
     had_executions: bool = False  # earlier attempts left execution rows
     outcome: str = "succeeded"
+    queue_name: str | None = None  # set on retries: whose listeners to wake at retry_at
 
 
 _RESULTS = """
@@ -292,6 +293,21 @@ SET finished_at = CASE WHEN r.finished THEN r.ended_at END,
 FROM r
 WHERE j.id = r.id AND j.locked_by_id = %(process_id)s
 """
+
+
+def _notify_retries(conn: psycopg.Connection, results: Sequence[JobResult]) -> None:
+    """A retry is an enqueue (as in Active Job): NOTIFY so every process serving its queue
+    caches its new start time; delivered only if the results commit."""
+    earliest: dict[str, dt.datetime] = {}
+    for r in results:
+        if r.retry_at is not None and r.queue_name is not None and not r.finished:
+            seen = earliest.get(r.queue_name)
+            if seen is None or r.retry_at < seen:
+                earliest[r.queue_name] = r.retry_at
+    for queue_name, retry_at in earliest.items():
+        conn.execute(NOTIFY, (NOTIFY_CHANNEL, notify_payload(queue_name, retry_at)))
+
+
 # Preservation off: the row and any executions of earlier attempts go.
 _DELETE_FINISHED = """
 WITH gone AS (
@@ -328,6 +344,7 @@ def write_results(
                     "process_id": process_id,
                 },
             )
+            _notify_retries(conn, keep)
         if drop:
             conn.execute(
                 _DELETE_FINISHED,
@@ -400,14 +417,23 @@ def release_unstarted(
 HAND_BACK = """
 UPDATE good_jobs SET locked_by_id = NULL, locked_at = NULL, lock_type = NULL, updated_at = %(now)s
 WHERE locked_by_id = ANY(%(process_ids)s) AND finished_at IS NULL
+RETURNING queue_name
 """
 
 
 def hand_back_jobs(conn: psycopg.Connection, process_ids: Sequence[uuid.UUID]) -> int:
+    """Unlock the unfinished jobs of dead processes and wake the pools that serve their queues
+    (an idle pool elsewhere would otherwise wait for its next poll)."""
     if not process_ids:
         return 0
-    cur = conn.execute(HAND_BACK, {"process_ids": list(process_ids), "now": utcnow()})
-    return cur.rowcount
+    now = utcnow()
+    with conn.transaction():
+        queues = [
+            r[0] for r in conn.execute(HAND_BACK, {"process_ids": list(process_ids), "now": now})
+        ]
+        for queue_name in sorted(set(queues)):
+            conn.execute(NOTIFY, (NOTIFY_CHANNEL, notify_payload(queue_name, now)))
+    return len(queues)
 
 
 SCHEDULED_TIMES = """

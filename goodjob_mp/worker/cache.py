@@ -33,8 +33,13 @@ class ScheduledCache:
                 heapq.heappush(self._times, when)
 
     def replace(self, times: list[float]) -> None:
+        """Take a fresh load from the database, keeping what the listener added meanwhile (a
+        NOTIFY that arrived while the load ran must not be forgotten until the next poll)."""
+        if self.max_cache <= 0:
+            return
         with self._lock:
-            self._times = sorted(times)[: self.max_cache] if self.max_cache > 0 else []
+            merged = sorted(set(times) | set(self._times))
+            self._times = merged[: self.max_cache]
 
     def next_time(self) -> float | None:
         with self._lock:
