@@ -14,6 +14,7 @@ import goodjob_mp as gj
 from goodjob_mp import cleanup
 from goodjob_mp.config import Settings, load_settings
 from goodjob_mp.worker.worker import Worker
+from tests.waiting import wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 DAY = 24 * 3600
@@ -304,15 +305,6 @@ def test_cli_cleanup_uses_the_default_cutoff(db):
 
 
 # --- the worker triggers cleanup --------------------------------------------------------------
-
-
-def wait_for(predicate, timeout: float = 20.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.02)
-    return False
 
 
 def finished_count(db) -> int:

@@ -15,6 +15,7 @@ from goodjob_mp import events
 from goodjob_mp.config import load_settings
 from goodjob_mp.execution import PreserveInfo
 from goodjob_mp.worker.worker import Worker
+from tests.waiting import wait_for
 
 MODULE = __name__
 
@@ -144,15 +145,6 @@ def executions(db, job_id, columns="error, error_event"):
 
 def count(db, table):
     return db.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
-
-
-def wait_for(predicate, timeout: float = 20.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.02)
-    return False
 
 
 # --- events -----------------------------------------------------------------------------------

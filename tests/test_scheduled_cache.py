@@ -13,6 +13,7 @@ import pytest
 from goodjob_mp.config import load_settings
 from goodjob_mp.worker.worker import Worker
 from tests import jobs_for_tests as J
+from tests.waiting import wait_for
 
 UPPER_BOUND = 10.0  # seconds after the scheduled time: generous on purpose
 
@@ -21,15 +22,6 @@ UPPER_BOUND = 10.0  # seconds after the scheduled time: generous on purpose
 def records(tmp_path, monkeypatch):
     monkeypatch.setenv(J.RECORD_DIR_ENV, str(tmp_path))
     return tmp_path
-
-
-def wait_for(predicate, timeout):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.02)
-    return False
 
 
 def job_row(db, job_id):

@@ -23,20 +23,12 @@ import psycopg
 import pytest
 
 from tests import jobs_for_tests as J
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.timeout(90)
 
 ROOT = Path(__file__).resolve().parent.parent
 CLI = [sys.executable, "-c", "from goodjob_mp.cli import main; main()"]
-
-
-def wait_for(predicate, timeout: float = 20.0, step: float = 0.02) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(step)
-    return False
 
 
 class Supervisor:

@@ -12,21 +12,13 @@ from goodjob_mp.config import load_settings
 from goodjob_mp.db import job_store
 from goodjob_mp.worker.worker import Worker
 from tests import jobs_for_tests as J
+from tests.waiting import wait_for
 
 
 @pytest.fixture()
 def records(tmp_path, monkeypatch):
     monkeypatch.setenv(J.RECORD_DIR_ENV, str(tmp_path))
     return tmp_path
-
-
-def wait_for(predicate, timeout=20.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.02)
-    return False
 
 
 def unfinished(db):
