@@ -247,3 +247,24 @@ def test_decimal_and_datetime_round_trip(db, records):
 
 def test_env_database_url_is_used():
     assert os.environ["GOOD_JOB_DATABASE_URL"]
+
+
+def test_bulk_copy_writes_awkward_values_exactly_as_a_single_insert(db):
+    """COPY rows are formatted by hand: tabs, newlines, backslashes, quotes, commas, braces and
+    non-ASCII text in arguments, labels and queue names must arrive exactly as INSERT writes
+    them."""
+    nasty = 'tab\there\nnew\\line "quoted" {brace},comma ünï \\N \r'
+    labels = ["a,b", 'q"uote', "back\\slash", "{x}", "tab\tlabel", "NULL"]
+    job = J.remember.set(queue="odd\tqueue\\name", labels=labels, priority=-3)
+    single = job.perform_later(nasty, extra=nasty)
+    with gj.bulk() as batch:
+        job.perform_later(nasty, extra=nasty)
+    bulk_id = batch.jobs[0].id
+    columns = "job_class, queue_name, priority, labels, serialized_params->'arguments'"
+    query = f"SELECT {columns} FROM good_jobs WHERE id = %s"
+    one = db.execute(query, (single.id,)).fetchone()
+    other = db.execute(query, (bulk_id,)).fetchone()
+    assert one == other
+    assert one[1] == "odd\tqueue\\name"
+    assert one[3] == labels
+    assert one[4][0] == nasty
