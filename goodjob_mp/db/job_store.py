@@ -8,6 +8,7 @@ Timestamps are naive UTC, as Rails stores them.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import uuid
@@ -325,7 +326,11 @@ def write_results(
     """Record a batch of attempts: one statement for kept rows, one for deleted rows."""
     keep = [r for r in results if r.preserve or not r.finished]
     drop = [r for r in results if not (r.preserve or not r.finished)]
-    with conn.transaction():
+    retries = any(r.retry_at is not None for r in keep)
+    # One statement in autocommit is atomic by itself: BEGIN/COMMIT would add two round trips
+    # to every batch of the hot path.
+    single = conn.autocommit and not retries and not (keep and drop)
+    with contextlib.nullcontext() if single else conn.transaction():
         if keep:
             conn.execute(
                 _RESULTS,
@@ -344,7 +349,8 @@ def write_results(
                     "process_id": process_id,
                 },
             )
-            _notify_retries(conn, keep)
+            if retries:
+                _notify_retries(conn, keep)
         if drop:
             conn.execute(
                 _DELETE_FINISHED,
