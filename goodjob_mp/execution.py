@@ -92,6 +92,9 @@ def set_thread_shutdown_check(check: Callable[[], bool] | None) -> None:
 
 
 def _discard(job: ClaimedJob, started: dt.datetime, error: str, settings: Settings) -> JobResult:
+    # Every discard is announced: discard_on, unknown class, unreadable payload, poison job.
+    if events.has_subscribers("discard"):
+        events.emit("discard", job_id=job.id, job_class=job.job_class, error=error)
     return JobResult(
         id=job.id,
         started_at=started,
@@ -177,8 +180,6 @@ def _failed(
     if isinstance(exc, job_cls._discard_types):
         result = _discard(job, started, error, settings)
         result.backtrace = backtrace
-        if events.has_subscribers("discard"):
-            events.emit("discard", job_id=job.id, job_class=job.job_class, error=error)
         return result
     for rule in job_cls._retry_rules:
         if not isinstance(exc, rule.exceptions):

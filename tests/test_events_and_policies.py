@@ -710,3 +710,16 @@ def test_finished_at_and_duration_are_recorded(db):
     assert before <= finished_at <= dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
     [(duration,)] = executions(db, handle.id, "duration")
     assert dt.timedelta(seconds=0.05) <= duration < dt.timedelta(seconds=5)
+
+
+def test_unknown_class_discard_is_announced(db, recorder):
+    db.execute(
+        "INSERT INTO good_jobs (id, active_job_id, job_class, queue_name, priority,"
+        " serialized_params, scheduled_at, created_at, updated_at)"
+        " VALUES (gen_random_uuid(), gen_random_uuid(), 'Nowhere::Job', 'default', 0,"
+        " '{\"job_class\": \"Nowhere::Job\", \"arguments\": []}', now(), now(), now())"
+    )
+    gj.perform_inline()
+    [discard] = recorder.of("discard")
+    assert discard["job_class"] == "Nowhere::Job"
+    assert discard["error"].startswith("UnknownJobClassError: ")
