@@ -717,7 +717,7 @@ def test_unknown_class_discard_is_announced(db, recorder):
         "INSERT INTO good_jobs (id, active_job_id, job_class, queue_name, priority,"
         " serialized_params, scheduled_at, created_at, updated_at)"
         " VALUES (gen_random_uuid(), gen_random_uuid(), 'Nowhere::Job', 'default', 0,"
-        " '{\"job_class\": \"Nowhere::Job\", \"arguments\": []}', now(), now(), now())"
+        ' \'{"job_class": "Nowhere::Job", "arguments": []}\', now(), now(), now())'
     )
     gj.perform_inline()
     [discard] = recorder.of("discard")
