@@ -64,7 +64,8 @@ def cleanup_preserved_jobs(
 
 
 class CleanupSchedule:
-    """Counts finished jobs and time; says when the next cleanup is due (-1 disables a bound)."""
+    """Counts finished jobs and time; says when the next cleanup is due. As in GoodJob, a bound
+    of False is off and -1 makes every batch of results due."""
 
     def __init__(self, settings: Settings) -> None:
         self.every_jobs = settings.cleanup_interval_jobs
@@ -75,8 +76,11 @@ class CleanupSchedule:
 
     def record(self, finished: int) -> bool:
         self.jobs += finished
-        due_jobs = self.every_jobs > 0 and self.jobs >= self.every_jobs
-        due_time = self.every_seconds > 0 and self._monotonic() - self.last >= self.every_seconds
+        every_jobs, every_seconds = self.every_jobs, self.every_seconds
+        due_jobs = every_jobs is not False and (every_jobs == -1 or self.jobs >= every_jobs)
+        due_time = every_seconds is not False and (
+            every_seconds == -1 or self._monotonic() - self.last >= every_seconds
+        )
         if due_jobs or due_time:
             self.jobs = 0
             self.last = self._monotonic()

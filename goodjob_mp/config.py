@@ -42,8 +42,9 @@ class Settings:
     retry_on_unhandled_error: bool = False
     on_thread_error: Callable[[BaseException], None] | None = None
     cleanup_preserved_jobs_before_seconds_ago: float = 14 * 24 * 3600.0
-    cleanup_interval_jobs: int = 1000
-    cleanup_interval_seconds: float = 600.0
+    # As GoodJob: False disables, -1 cleans up after every batch of results, 0 is an error.
+    cleanup_interval_jobs: int | bool = 1000
+    cleanup_interval_seconds: float | bool = 600.0
     cleanup_discarded_jobs: bool = True
     idle_timeout: float | None = None
     queue_select_limit: int | None = None
@@ -88,6 +89,15 @@ def _parse_optional_int(text: str) -> int | None:
     return None if text.strip().lower() in ("", "none", "null") else int(text)
 
 
+def _parse_interval(parse: Callable[[str], Any]) -> Callable[[str], Any]:
+    def read(text: str) -> Any:
+        if text.strip().lower() in ("false", "off", "no"):
+            return False
+        return parse(text)
+
+    return read
+
+
 def _parse_preserve(text: str) -> Any:
     lowered = text.strip().lower()
     return lowered if lowered in PRESERVE_MODES else _parse_bool(text)
@@ -120,8 +130,8 @@ _TEXT_PARSERS: dict[str, Callable[[str], Any]] = {
     "preserve_job_records": _parse_preserve,
     "retry_on_unhandled_error": _parse_bool,
     "cleanup_preserved_jobs_before_seconds_ago": float,
-    "cleanup_interval_jobs": int,
-    "cleanup_interval_seconds": float,
+    "cleanup_interval_jobs": _parse_interval(int),
+    "cleanup_interval_seconds": _parse_interval(float),
     "cleanup_discarded_jobs": _parse_bool,
     "idle_timeout": _parse_optional_float,
     "queue_select_limit": _parse_optional_int,
@@ -189,14 +199,15 @@ def _check(settings: Settings, sources: Mapping[str, str]) -> None:
         fail("preserve_job_records", "use True, False, 'on_unhandled_error' or a callable")
     for name in (
         "cleanup_preserved_jobs_before_seconds_ago",
-        "cleanup_interval_seconds",
         "dead_process_timeout",
         "heartbeat_interval",
     ):
         if getattr(settings, name) <= 0 and getattr(settings, name) != -1:
             fail(name, "use seconds > 0 (or -1 to disable)")
-    if settings.cleanup_interval_jobs < 1 and settings.cleanup_interval_jobs != -1:
-        fail("cleanup_interval_jobs", "use a count >= 1 (or -1 to disable)")
+    for name in ("cleanup_interval_jobs", "cleanup_interval_seconds"):
+        value = getattr(settings, name)
+        if value is True or (value is not False and value <= 0 and value != -1):
+            fail(name, "use a number > 0, -1 to clean up every time, or false to disable")
     if settings.idle_timeout is not None and settings.idle_timeout <= 0:
         fail("idle_timeout", "use seconds > 0")
     if settings.queue_select_limit is not None and settings.queue_select_limit < 1:

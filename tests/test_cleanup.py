@@ -203,7 +203,7 @@ def schedule(every_jobs: int, every_seconds: float, clock: FakeClock) -> cleanup
 
 def test_schedule_due_after_interval_jobs():
     clock = FakeClock()
-    sched = schedule(5, -1, clock)
+    sched = schedule(5, False, clock)
     assert [sched.record(1) for _ in range(4)] == [False] * 4
     assert sched.record(1) is True
     # The count starts again after a cleanup.
@@ -216,7 +216,7 @@ def test_schedule_due_after_interval_jobs():
 
 def test_schedule_due_after_interval_seconds():
     clock = FakeClock()
-    sched = schedule(-1, 60, clock)
+    sched = schedule(False, 60, clock)
     clock.now += 59.9
     assert sched.record(1) is False
     clock.now += 0.1
@@ -241,12 +241,18 @@ def test_schedule_either_bound_makes_it_due():
     assert sched.record(1) is True
 
 
-def test_schedule_minus_one_disables_both_bounds():
+def test_schedule_false_disables_both_bounds():
     clock = FakeClock()
-    sched = schedule(-1, -1, clock)
+    sched = schedule(False, False, clock)
     for _ in range(10):
         clock.now += 10 * DAY
         assert sched.record(10_000) is False
+
+
+def test_schedule_minus_one_is_due_every_time_as_in_goodjob():
+    clock = FakeClock()
+    assert all(schedule(-1, False, clock).record(1) for _ in range(5))
+    assert all(schedule(False, -1, clock).record(0) for _ in range(5))
 
 
 def test_schedule_reads_the_settings():
@@ -315,7 +321,7 @@ def test_worker_cleans_up_every_cleanup_interval_jobs(db):
     old = finished_jobs(CleanupNoopJob, 3)
     age(db, old, 30 * DAY)
     worker_settings = settings(
-        cleanup_interval_jobs=4, cleanup_interval_seconds=-1, max_threads=1, poll_interval=0.2
+        cleanup_interval_jobs=4, cleanup_interval_seconds=False, max_threads=1, poll_interval=0.2
     )
     worker = Worker(worker_settings).start()
     try:
@@ -336,7 +342,7 @@ def test_worker_does_not_clean_up_when_disabled(db):
     old = finished_jobs(CleanupNoopJob, 2)
     age(db, old, 30 * DAY)
     worker = Worker(
-        settings(cleanup_interval_jobs=-1, cleanup_interval_seconds=-1, max_threads=2)
+        settings(cleanup_interval_jobs=False, cleanup_interval_seconds=False, max_threads=2)
     ).start()
     try:
         for i in range(5):
@@ -350,7 +356,7 @@ def test_worker_does_not_clean_up_when_disabled(db):
 
 def test_inline_mode_does_not_run_cleanup(db):
     # Only the worker's completer runs scheduled cleanup; perform_inline leaves old rows alone.
-    gj.configure(cleanup_interval_jobs=1, cleanup_interval_seconds=-1)
+    gj.configure(cleanup_interval_jobs=1, cleanup_interval_seconds=False)
     old = finished_jobs(CleanupNoopJob, 1)
     age(db, old, 30 * DAY)
     finished_jobs(CleanupNoopJob, 3)

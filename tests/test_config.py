@@ -232,10 +232,10 @@ def test_env_name():
             0.0,
             "seconds > 0",
         ),
-        ({"cleanup_interval_seconds": -5.0}, "cleanup_interval_seconds", -5.0, "seconds > 0"),
+        ({"cleanup_interval_seconds": -5.0}, "cleanup_interval_seconds", -5.0, "number > 0"),
         ({"dead_process_timeout": 0.0}, "dead_process_timeout", 0.0, "seconds > 0"),
         ({"heartbeat_interval": 0.0}, "heartbeat_interval", 0.0, "seconds > 0"),
-        ({"cleanup_interval_jobs": 0}, "cleanup_interval_jobs", 0, "count >= 1"),
+        ({"cleanup_interval_jobs": 0}, "cleanup_interval_jobs", 0, "false to disable"),
         ({"idle_timeout": 0.0}, "idle_timeout", 0.0, "seconds > 0"),
         ({"queue_select_limit": 0}, "queue_select_limit", 0, "count >= 1"),
         ({"max_memory": 0}, "max_memory", 0, "megabytes >= 1"),
@@ -279,8 +279,10 @@ def test_cross_setting_check_names_where_each_layer_put_its_value():
         {"shutdown_timeout": -1.0},
         {"shutdown_timeout": 0.0},
         {"max_cache": 0},  # with polling on
-        {"cleanup_interval_jobs": -1},
+        {"cleanup_interval_jobs": -1},  # every time, as in GoodJob
         {"cleanup_interval_seconds": -1.0},
+        {"cleanup_interval_jobs": False},  # off
+        {"cleanup_interval_seconds": False},
         {"cleanup_preserved_jobs_before_seconds_ago": -1.0},
         {"probe_port": 0},
         {"probe_port": 65535},
@@ -449,3 +451,12 @@ def test_queue_errors_name_the_layer_to_fix():
     with pytest.raises(ConfigError) as info:
         load_settings({"queues": "mail:0"})
     assert "invalid --queues 'mail:0'" in str(info.value)
+
+
+def test_cleanup_interval_false_from_the_environment_disables():
+    settings = load_settings(environ={"GOOD_JOB_CLEANUP_INTERVAL_JOBS": "false"})
+    assert settings.cleanup_interval_jobs is False
+    assert (
+        load_settings(environ={"GOOD_JOB_CLEANUP_INTERVAL_SECONDS": "-1"}).cleanup_interval_seconds
+        == -1
+    )
