@@ -74,6 +74,15 @@ class CleanupSchedule:
         self.jobs = 0
         self.last = self._monotonic()
 
+    def due_by_time(self) -> bool:
+        """For an idle process: only a positive seconds bound can come due with no jobs."""
+        seconds = self.every_seconds
+        if seconds is False or seconds <= 0 or self._monotonic() - self.last < seconds:
+            return False
+        self.jobs = 0
+        self.last = self._monotonic()
+        return True
+
     def record(self, finished: int) -> bool:
         self.jobs += finished
         every_jobs, every_seconds = self.every_jobs, self.every_seconds

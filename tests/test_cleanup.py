@@ -361,3 +361,32 @@ def test_inline_mode_does_not_run_cleanup(db):
     age(db, old, 30 * DAY)
     finished_jobs(CleanupNoopJob, 3)
     assert set(old) <= job_ids(db)
+
+
+def test_schedule_due_by_time_when_idle_ignores_every_time_and_off():
+    clock = FakeClock()
+    sched = schedule(False, 60, clock)
+    clock.now += 59
+    assert sched.due_by_time() is False
+    clock.now += 1
+    assert sched.due_by_time() is True
+    assert sched.due_by_time() is False  # the timer restarted
+    clock.now += 10 * DAY
+    assert schedule(-1, -1, clock).due_by_time() is False  # -1 means after every job, not idle
+    assert schedule(5, False, clock).due_by_time() is False
+
+
+def test_idle_worker_cleans_up_on_the_time_bound(db, monkeypatch):
+    from goodjob_mp.worker import worker as worker_mod
+
+    monkeypatch.setattr(worker_mod, "IDLE_CLEANUP_CHECK", 0.1)
+    old = finished_jobs(CleanupNoopJob, 2)
+    age(db, old, 30 * DAY)
+    worker = Worker(
+        settings(cleanup_interval_jobs=False, cleanup_interval_seconds=0.5, max_threads=1)
+    ).start()
+    try:
+        # No job runs at all: the seconds bound alone makes the idle worker clean up.
+        assert wait_for(lambda: not (set(old) & job_ids(db)), 10)
+    finally:
+        assert worker.shutdown(10)

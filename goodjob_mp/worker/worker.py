@@ -50,6 +50,7 @@ log = logging.getLogger("goodjob_mp.worker")
 
 RESULT_BATCH_MAX = 1000
 RECONNECT_BACKOFF_MAX = 10.0
+IDLE_CLEANUP_CHECK = 5.0
 
 
 def _epoch(naive_utc: dt.datetime) -> float:
@@ -375,7 +376,13 @@ class Worker:
         try:
             done = False
             while not done:
-                item = self._results.get()
+                try:
+                    # Wake now and then when idle: cleanup_interval_seconds is due by time alone.
+                    item = self._results.get(timeout=IDLE_CLEANUP_CHECK)
+                except queue.Empty:
+                    if cleaner.due_by_time():
+                        conn = self._cleanup(conn)
+                    continue
                 batch: list[job_store.JobResult] = []
                 if item is None:
                     done = True
@@ -392,7 +399,7 @@ class Worker:
                     batch.append(item)
                 if batch:
                     conn = self._write(conn, batch)
-                    if cleaner.record(len(batch)):
+                    if cleaner.record(sum(r.finished for r in batch)):
                         conn = self._cleanup(conn)
         finally:
             self._deregister(conn)
