@@ -24,6 +24,12 @@ threads, ',' separates queues, '+' serves them in order, '-' means all except, '
 Example: --queues='mail:2;+urgent,default:4;-mail,urgent:1' forks 3 children. [default: *]"""
 
 
+def supervisor_command(*args: str) -> list[str]:
+    """argv that runs ``goodjob-supervisor ARGS`` with this interpreter, whether or not the
+    console script is on PATH (the demo, the benchmarks and the tests start it this way)."""
+    return [sys.executable, "-c", "from goodjob_mp.cli import main; main()", *args]
+
+
 def _import_app(app: str | None) -> None:
     app = app or os.environ.get("GOOD_JOB_APP")
     if not app:

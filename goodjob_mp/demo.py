@@ -118,6 +118,7 @@ def summary() -> str:
 
 def main() -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    from goodjob_mp.cli import supervisor_command
     from goodjob_mp.db.connection import connect, database_url
     from goodjob_mp.db.migrate import migrate
 
@@ -126,16 +127,13 @@ def main() -> int:
         migrate(conn)
     print(f"enqueued {enqueue_demo_jobs()} demo jobs; running goodjob-supervisor", flush=True)
     env = dict(os.environ, GOOD_JOB_DATABASE_URL=url)
-    command = [
-        sys.executable,
-        "-c",
-        "from goodjob_mp.cli import main; main()",
+    command = supervisor_command(
         "--app=goodjob_mp.demo",
         f"--queues={DEMO_QUEUES}",
         "--enable-cron",
         "--idle-timeout=8",
         "--poll-interval=1",
-    ]
+    )
     print("$ goodjob-supervisor " + " ".join(command[3:]), flush=True)
     code = subprocess.call(command, env=env)
     print(summary())

@@ -33,6 +33,7 @@ sys.path.insert(0, str(ROOT / "scripts"))
 import psycopg  # noqa: E402
 
 import goodjob_mp as gj  # noqa: E402
+from goodjob_mp.cli import supervisor_command  # noqa: E402
 from goodjob_mp.config import load_settings  # noqa: E402
 from goodjob_mp.db import connection, job_store  # noqa: E402
 from goodjob_mp.db.migrate import migrate  # noqa: E402
@@ -172,14 +173,11 @@ def bench_supervisor_drain(conn: psycopg.Connection, url: str, n: int, queues: s
             noop.perform_later()
     conn.execute("VACUUM ANALYZE good_jobs")
     env = dict(os.environ, GOOD_JOB_DATABASE_URL=url)
-    command = [
-        sys.executable,
-        "-c",
-        "from goodjob_mp.cli import main; main()",
+    command = supervisor_command(
         "--app=goodjob_mp.demo",
         f"--queues={queues}",
         "--log-level=warning",
-    ]
+    )
     t0 = time.perf_counter()
     proc = subprocess.Popen(command, env=env, cwd=ROOT)
     try:
@@ -194,15 +192,12 @@ def bench_supervisor_drain(conn: psycopg.Connection, url: str, n: int, queues: s
 
 def _supervisor(url: str, queues: str, *extra: str) -> subprocess.Popen:
     env = dict(os.environ, GOOD_JOB_DATABASE_URL=url)
-    command = [
-        sys.executable,
-        "-c",
-        "from goodjob_mp.cli import main; main()",
+    command = supervisor_command(
         "--app=bench_jobs",
         f"--queues={queues}",
         "--log-level=warning",
         *extra,
-    ]
+    )
     # Its own session, so a "whole host" can be killed at once with killpg.
     return subprocess.Popen(command, env=env, cwd=ROOT / "scripts", start_new_session=True)
 

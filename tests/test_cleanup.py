@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -12,6 +11,7 @@ import psycopg
 
 import goodjob_mp as gj
 from goodjob_mp import cleanup
+from goodjob_mp.cli import supervisor_command
 from goodjob_mp.config import Settings, load_settings
 from goodjob_mp.worker.worker import Worker
 from tests.waiting import wait_for
@@ -269,7 +269,7 @@ def run_cli(*args: str) -> subprocess.CompletedProcess:
     env = dict(os.environ)
     env["GOOD_JOB_DATABASE_URL"] = os.environ["GOOD_JOB_DATABASE_URL"]
     return subprocess.run(
-        [sys.executable, "-c", "from goodjob_mp.cli import main; main()", *args],
+        supervisor_command(*args),
         cwd=ROOT,
         env=env,
         capture_output=True,

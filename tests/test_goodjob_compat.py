@@ -6,13 +6,13 @@ from __future__ import annotations
 import datetime as dt
 import json
 import subprocess
-import sys
 import uuid
 
 import psycopg
 import pytest
 
 import goodjob_mp as gj
+from goodjob_mp.cli import supervisor_command
 from tests.reference import REFERENCE_DIR
 
 REFERENCE = REFERENCE_DIR
@@ -109,7 +109,7 @@ def test_migrate_adopts_tables_created_by_goodjob(database_url):
             conn.execute(schema)
             conn.execute("SET search_path TO public")
         env = {"GOOD_JOB_DATABASE_URL": url, "PATH": "/usr/bin:/bin"}
-        cli = [sys.executable, "-c", "from goodjob_mp.cli import main; main()"]
+        cli = supervisor_command()
         check = subprocess.run(
             [*cli, "migrate", "--check"], env=env, capture_output=True, text=True
         )

@@ -12,7 +12,6 @@ import re
 import signal
 import socket
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -22,13 +21,14 @@ import psutil
 import psycopg
 import pytest
 
+from goodjob_mp.cli import supervisor_command
 from tests import jobs_for_tests as J
 from tests.waiting import wait_for
 
 pytestmark = pytest.mark.timeout(90)
 
 ROOT = Path(__file__).resolve().parent.parent
-CLI = [sys.executable, "-c", "from goodjob_mp.cli import main; main()"]
+CLI = supervisor_command()
 
 
 class Supervisor:
