@@ -106,10 +106,7 @@ def list_entries(ctx: click.Context) -> None:
 @click.pass_context
 def enable(ctx: click.Context, key: str) -> None:
     """Enable KEY on every supervisor (stored in good_job_settings)."""
-    _entry(ctx, key)
-    with _connection() as conn:
-        cron_mod.set_enabled(conn, key, True)
-    click.echo(f"cron entry {key} enabled")
+    _switch(ctx, key, True)
 
 
 @cron.command()
@@ -117,10 +114,14 @@ def enable(ctx: click.Context, key: str) -> None:
 @click.pass_context
 def disable(ctx: click.Context, key: str) -> None:
     """Disable KEY on every supervisor (stored in good_job_settings)."""
-    _entry(ctx, key)
+    _switch(ctx, key, False)
+
+
+def _switch(ctx: click.Context, key: str, enabled: bool) -> None:
+    _entry(ctx, key)  # an unknown key fails here, before anything is written
     with _connection() as conn:
-        cron_mod.set_enabled(conn, key, False)
-    click.echo(f"cron entry {key} disabled")
+        cron_mod.set_enabled(conn, key, enabled)
+    click.echo(f"cron entry {key} {'enabled' if enabled else 'disabled'}")
 
 
 @cron.command()

@@ -127,15 +127,15 @@ def main() -> int:
         migrate(conn)
     print(f"enqueued {enqueue_demo_jobs()} demo jobs; running goodjob-supervisor", flush=True)
     env = dict(os.environ, GOOD_JOB_DATABASE_URL=url)
-    command = supervisor_command(
+    args = [
         "--app=goodjob_mp.demo",
         f"--queues={DEMO_QUEUES}",
         "--enable-cron",
         "--idle-timeout=8",
         "--poll-interval=1",
-    )
-    print("$ goodjob-supervisor " + " ".join(command[3:]), flush=True)
-    code = subprocess.call(command, env=env)
+    ]
+    print("$ goodjob-supervisor " + " ".join(args), flush=True)
+    code = subprocess.call(supervisor_command(*args), env=env)
     print(summary())
     return code
 

@@ -17,9 +17,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import psycopg
+
 from goodjob_mp import events
 from goodjob_mp.backoff import retry_wait_seconds
 from goodjob_mp.config import Settings
+from goodjob_mp.db import job_store
 from goodjob_mp.db.job_store import ClaimedJob, JobResult, utcnow
 from goodjob_mp.jobs import Job, UnknownJobClassError, lookup
 from goodjob_mp.serialization import DeserializationError, deserialize_arguments
@@ -106,6 +109,29 @@ def _discard(job: ClaimedJob, started: dt.datetime, error: str, settings: Settin
         had_executions=job.executions_count > 1,
         outcome="discarded",
     )
+
+
+def close_interrupted_attempt(
+    conn: psycopg.Connection, job: ClaimedJob, settings: Settings
+) -> JobResult | None:
+    """A claimed job whose earlier attempt was cut off: record that attempt as interrupted
+    (event 0) and announce it. Returns the discard result of a poison job, which must not run
+    again, or None when the job should be performed."""
+    job_store.record_interrupt(conn, job, interrupted_message(job.prev_performed_at), utcnow())
+    log.warning(
+        "job %s %s was interrupted (attempt started %s); %d interrupt(s) so far",
+        job.id,
+        job.job_class,
+        job.prev_performed_at,
+        job.interrupts + 1,
+    )
+    if events.has_subscribers("interrupt"):
+        events.emit(
+            "interrupt", job_id=job.id, job_class=job.job_class, interrupts=job.interrupts + 1
+        )
+    if job.interrupts + 1 >= settings.max_interrupts:
+        return discard_poison(job, settings)
+    return None
 
 
 def discard_poison(job: ClaimedJob, settings: Settings) -> JobResult:

@@ -15,11 +15,10 @@ import os
 import threading
 import uuid
 
-from goodjob_mp import events
 from goodjob_mp.config import Settings, current_settings
 from goodjob_mp.db import job_store
 from goodjob_mp.db.connection import thread_connection
-from goodjob_mp.execution import discard_poison, interrupted_message, perform
+from goodjob_mp.execution import close_interrupted_attempt, perform
 from goodjob_mp.queues import parse_pools, parse_queue_selector
 from goodjob_mp.worker.worker import Worker
 
@@ -61,18 +60,9 @@ def _drain(settings: Settings, queues: str, limit: int | None) -> int:
             break
         job = jobs[0]
         if job.prev_performed_at is not None:
-            job_store.record_interrupt(
-                conn, job, interrupted_message(job.prev_performed_at), job_store.utcnow()
-            )
-            if events.has_subscribers("interrupt"):  # as the worker's fetcher does
-                events.emit(
-                    "interrupt",
-                    job_id=job.id,
-                    job_class=job.job_class,
-                    interrupts=job.interrupts + 1,
-                )
-            if job.interrupts + 1 >= settings.max_interrupts:
-                job_store.write_results(conn, [discard_poison(job, settings)], process_id)
+            poison = close_interrupted_attempt(conn, job, settings)
+            if poison is not None:
+                job_store.write_results(conn, [poison], process_id)
                 continue
         result = perform(job, settings)
         job_store.write_results(conn, [result], process_id)

@@ -15,8 +15,6 @@ import goodjob_mp as gj
 from goodjob_mp.cli import supervisor_command
 from tests.reference import REFERENCE_DIR
 
-REFERENCE = REFERENCE_DIR
-
 COLUMNS = [
     "id",
     "queue_name",
@@ -55,7 +53,8 @@ class SerializedArgsJob(gj.Job):
 
 
 def reference_rows() -> list[dict]:
-    return [json.loads(line) for line in (REFERENCE / "good_jobs.jsonl").read_text().splitlines()]
+    text = (REFERENCE_DIR / "good_jobs.jsonl").read_text()
+    return [json.loads(line) for line in text.splitlines()]
 
 
 def insert_reference(db, row: dict) -> None:
@@ -104,7 +103,7 @@ def test_migrate_adopts_tables_created_by_goodjob(database_url):
     info["dbname"] = name
     url = psycopg.conninfo.make_conninfo(**info)
     try:
-        schema = (REFERENCE / "schema.sql").read_text()
+        schema = (REFERENCE_DIR / "schema.sql").read_text()
         with psycopg.connect(url, autocommit=True) as conn:
             conn.execute(schema)
             conn.execute("SET search_path TO public")
@@ -134,7 +133,7 @@ def test_migrate_adopts_tables_created_by_goodjob(database_url):
 
 
 def test_lean_schema_matches_goodjob_columns(db):
-    schema = (REFERENCE / "schema.sql").read_text()
+    schema = (REFERENCE_DIR / "schema.sql").read_text()
     for table in (
         "good_jobs",
         "good_job_executions",

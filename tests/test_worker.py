@@ -143,3 +143,21 @@ def test_handed_back_jobs_wake_idle_listeners(db):
         db.execute("SELECT locked_by_id FROM good_jobs WHERE id = %s", (handle.id,)).fetchone()[0]
         is None
     )
+
+
+def test_retry_with_a_wait_runs_without_polling(db, records):
+    """The retry's NOTIFY (sent with its results) puts its new start time in the cache: with
+    polling off nothing else would ever wake the worker for it."""
+    worker = Worker(load_settings({"poll_interval": -1.0, "max_threads": 1})).start()
+    try:
+        assert wait_for(lambda: worker.listener_connected)
+        handle = J.Flaky.perform_later("nopoll", 1)
+        assert wait_for(lambda: unfinished(db) == 0, 10)
+    finally:
+        assert worker.shutdown(10)
+    assert J.lines(records, "flaky") == ["nopoll:1", "nopoll:2"]
+    events = db.execute(
+        "SELECT error_event FROM good_job_executions WHERE active_job_id = %s ORDER BY created_at",
+        (handle.id,),
+    ).fetchall()
+    assert [e[0] for e in events] == [3, None]

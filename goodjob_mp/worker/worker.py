@@ -37,8 +37,7 @@ from goodjob_mp.db import job_store, processes
 from goodjob_mp.db.connection import connect
 from goodjob_mp.db.migrate import ensure_current
 from goodjob_mp.execution import (
-    discard_poison,
-    interrupted_message,
+    close_interrupted_attempt,
     perform,
     set_thread_shutdown_check,
 )
@@ -245,24 +244,9 @@ class Worker:
 
     def _record_interrupt(self, conn: psycopg.Connection, job: job_store.ClaimedJob) -> bool:
         """Close the cut-off attempt; False when the job is discarded as poison instead."""
-        job_store.record_interrupt(
-            conn, job, interrupted_message(job.prev_performed_at), job_store.utcnow()
-        )
-        log.warning(
-            "job %s %s was interrupted (attempt started %s); %d interrupt(s) so far",
-            job.id,
-            job.job_class,
-            job.prev_performed_at,
-            job.interrupts + 1,
-        )
-        from goodjob_mp import events
-
-        if events.has_subscribers("interrupt"):
-            events.emit(
-                "interrupt", job_id=job.id, job_class=job.job_class, interrupts=job.interrupts + 1
-            )
-        if job.interrupts + 1 >= self.settings.max_interrupts:
-            self._results.put(discard_poison(job, self.settings))
+        poison = close_interrupted_attempt(conn, job, self.settings)
+        if poison is not None:
+            self._results.put(poison)
             return False
         return True
 
