@@ -1,5 +1,5 @@
-"""Rows written by the real GoodJob (tests/fixtures/goodjob-reference) are performed correctly, and a
-schema created by GoodJob's own migrations is adopted by ``migrate``."""
+"""Rows written by the real GoodJob (tests/fixtures/goodjob-reference) are performed
+correctly, and a schema created by GoodJob's own migrations is adopted by ``migrate``."""
 
 from __future__ import annotations
 
