@@ -8,7 +8,6 @@ key computed here independently (md5 of "good_job_processes-<id>", first 64 bits
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import json
 import uuid
 
@@ -19,15 +18,10 @@ from goodjob_mp.db import processes
 from goodjob_mp.db.job_store import utcnow
 from goodjob_mp.db.processes import GOODJOB_EXPIRED_INTERVAL, ProcessRow, is_dead
 from goodjob_mp.supervisor.maintenance import Registry
+from tests.goodjob_emulation import goodjob_key
 from tests.reference import REFERENCE_DIR
 
 TIMEOUT = 20.0  # dead_process_timeout
-
-
-def goodjob_key(table: str, record_id: uuid.UUID) -> int:
-    """GoodJob::AdvisoryLockable#lockable_key as the bigint pg_try_advisory_lock receives."""
-    value = int(hashlib.md5(f"{table}-{record_id}".encode()).hexdigest()[:16], 16)
-    return value - (1 << 64) if value >= 1 << 63 else value
 
 
 def goodjob_process_rows() -> list[dict]:
