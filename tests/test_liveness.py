@@ -188,3 +188,17 @@ def test_a_row_refreshed_after_the_judgement_is_not_deleted(db, registry):
     db.execute("UPDATE good_job_processes SET updated_at = %s WHERE id = %s", (utcnow(), stale))
     assert processes.delete_if_still_dead(db, [judged]) == []
     assert stale in process_ids(db)
+
+
+def test_a_job_with_a_null_queue_name_does_not_stop_recovery(db, registry, caplog):
+    """Issue 15.3: NULL queue_name is legal in GoodJob's schema; the sweep must not choke on it."""
+    dead = insert_goodjob_process(db, age=3600, lock_type=0)
+    jobs = [insert_locked_job(db, dead, queue=None), insert_locked_job(db, dead, queue="q")]
+    with db.cursor() as listener:
+        listener.execute("LISTEN good_job")
+        assert registry.sweep(TIMEOUT) == 2
+        payloads = [n.payload for n in db.notifies(timeout=1, stop_after=2)]
+    assert [locked_by(db, job) for job in jobs] == [None, None]
+    assert dead not in process_ids(db)
+    assert registry.failure is None
+    assert any('"queue_name":null' in p for p in payloads), payloads

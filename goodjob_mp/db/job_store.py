@@ -41,7 +41,7 @@ def dumps(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
 
 
-def notify_payload(queue_name: str, scheduled_at: dt.datetime) -> str:
+def notify_payload(queue_name: str | None, scheduled_at: dt.datetime) -> str:
     # GoodJob's payload shape, so a Rails GoodJob listening on the same database wakes up too.
     return dumps({"queue_name": queue_name, "scheduled_at": scheduled_at.isoformat() + "Z"})
 
@@ -437,7 +437,8 @@ def hand_back_jobs(conn: psycopg.Connection, process_ids: Sequence[uuid.UUID]) -
         queues = [
             r[0] for r in conn.execute(HAND_BACK, {"process_ids": list(process_ids), "now": now})
         ]
-        for queue_name in sorted(set(queues)):
+        # queue_name may be NULL (legal in GoodJob's schema): that payload wakes every pool.
+        for queue_name in sorted(set(queues), key=lambda q: (q is None, q or "")):
             conn.execute(NOTIFY, (NOTIFY_CHANNEL, notify_payload(queue_name, now)))
     return len(queues)
 
