@@ -35,19 +35,33 @@ INTERRUPTED_ERROR = "GoodJob::InterruptedError"
 MAX_BACKTRACE_LINES = 50
 
 
+def clean_text(text: str) -> str:
+    """Text that a Postgres ``text`` column (and jsonb) accepts: a NUL byte becomes the six
+    characters ``\\u0000`` and a lone surrogate its ``\\udXXX`` escape, so one job's odd
+    message can never fail the write of a whole batch of results."""
+    if text.isascii() and "\x00" not in text:
+        return text
+    text = text.replace("\x00", "\\u0000")
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def error_string(exc: BaseException) -> str:
     """GoodJob's ``"ErrorClass: message"``; builtins by bare name, others by import path."""
     cls = type(exc)
     name = (
         cls.__qualname__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__qualname__}"
     )
-    return f"{name}: {exc}"
+    try:
+        message = str(exc)
+    except Exception as str_error:  # a broken __str__ must not lose the job's result
+        message = f"<str() of the exception failed: {type(str_error).__name__}>"
+    return clean_text(f"{name}: {message}")
 
 
 def backtrace_lines(exc: BaseException) -> list[str]:
     """Ruby-style ``file:line:in `function'`` lines, innermost first, as GoodJob stores them."""
     frames = traceback.extract_tb(exc.__traceback__)[-MAX_BACKTRACE_LINES:]
-    return [f"{f.filename}:{f.lineno}:in `{f.name}'" for f in reversed(frames)]
+    return [clean_text(f"{f.filename}:{f.lineno}:in `{f.name}'") for f in reversed(frames)]
 
 
 def interrupted_message(started_at: dt.datetime) -> str:
@@ -144,7 +158,40 @@ def discard_poison(job: ClaimedJob, settings: Settings) -> JobResult:
 
 
 def perform(job: ClaimedJob, settings: Settings) -> JobResult:
-    """Run one claimed job to a result. Never raises for the job's own errors."""
+    """Run one claimed job to a result. Never raises: not for the job's own errors (even
+    ``sys.exit()`` or ``KeyboardInterrupt`` raised by job code, which fail the attempt like any
+    other error), nor for an internal error, which backs the job off (see
+    ``internal_error_result``). The worker stops its threads with events, never by raising into
+    them, so nothing that escapes a job can be the worker's own shutdown."""
+    try:
+        return _perform(job, settings)
+    except BaseException as exc:
+        return internal_error_result(job, exc)
+
+
+def internal_error_result(job: ClaimedJob, exc: BaseException) -> JobResult:
+    """An error in goodjob_mp's own handling of a job (not in the job's code): keep the job and
+    retry it after a polynomial back-off on its execution count, never at once, so a bug cannot
+    spin a job through the queue. Recorded as unhandled (event 1)."""
+    log.error("internal error performing job %s %s", job.id, job.job_class, exc_info=exc)
+    now = utcnow()
+    wait = retry_wait_seconds("polynomially_longer", max(job.executions_count, 1), 0.15)
+    return JobResult(
+        id=job.id,
+        started_at=now,
+        ended_at=now,
+        finished=False,
+        retry_at=now + dt.timedelta(seconds=wait),
+        error=error_string(exc),
+        error_event=UNHANDLED,
+        backtrace=backtrace_lines(exc),
+        had_executions=True,
+        outcome="retried",
+        queue_name=job.queue_name,
+    )
+
+
+def _perform(job: ClaimedJob, settings: Settings) -> JobResult:
     started = utcnow()
     t0 = time.perf_counter()
     params = job.serialized_params
@@ -177,7 +224,7 @@ def perform(job: ClaimedJob, settings: Settings) -> JobResult:
         )
     try:
         instance.perform(*args, **kwargs)
-    except Exception as exc:
+    except BaseException as exc:  # job code's sys.exit()/KeyboardInterrupt fail the attempt too
         result = _failed(job, job_cls, instance, params, exc, started, settings)
     else:
         result = JobResult(
@@ -197,7 +244,7 @@ def _failed(
     job_cls: type[Job],
     instance: Job,
     params: dict[str, Any],
-    exc: Exception,
+    exc: BaseException,
     started: dt.datetime,
     settings: Settings,
 ) -> JobResult:
