@@ -24,7 +24,7 @@ from goodjob_mp.backoff import retry_wait_seconds
 from goodjob_mp.config import Settings
 from goodjob_mp.db import job_store
 from goodjob_mp.db.job_store import ClaimedJob, JobResult, utcnow
-from goodjob_mp.jobs import Job, UnknownJobClassError, lookup
+from goodjob_mp.jobs import Job, RetryOn, UnknownJobClassError, lookup
 from goodjob_mp.serialization import DeserializationError, deserialize_arguments
 
 log = logging.getLogger("goodjob_mp.job")
@@ -262,7 +262,9 @@ def _failed(
         if count < rule.attempts:
             counts[rule.key] = count
             wait = retry_wait_seconds(rule.wait, instance.executions, rule.jitter)
-            return _retry(job, params, instance, counts, error, backtrace, wait, RETRIED, started)
+            return _retry(
+                job, params, instance, counts, error, backtrace, wait, RETRIED, started, rule
+            )
         return _final(job, started, error, backtrace, RETRY_STOPPED, "retry_stopped", settings)
     _report_thread_error(exc, settings)
     if settings.retry_on_unhandled_error:
@@ -283,12 +285,20 @@ def _retry(
     wait: float,
     event: int,
     started: dt.datetime,
+    rule: RetryOn | None = None,
 ) -> JobResult:
     ended = utcnow()
     new_params = dict(params)
     new_params["executions"] = instance.executions
     new_params["exception_executions"] = counts
     new_params["provider_job_id"] = str(job.id)
+    queue_name = job.queue_name
+    # Active Job's retry_job(queue:, priority:): the retry is enqueued there. The row's
+    # queue_name and priority columns follow serialized_params when the result is written.
+    if rule is not None and rule.queue is not None:
+        queue_name = new_params["queue_name"] = rule.queue
+    if rule is not None and rule.priority is not None:
+        new_params["priority"] = rule.priority
     if events.has_subscribers("retry"):
         events.emit("retry", job_id=job.id, job_class=job.job_class, error=error, wait=wait)
     return JobResult(
@@ -303,7 +313,7 @@ def _retry(
         backtrace=backtrace,
         had_executions=True,
         outcome="retried",
-        queue_name=job.queue_name,
+        queue_name=queue_name,
     )
 
 

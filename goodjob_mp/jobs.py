@@ -20,6 +20,8 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from goodjob_mp.backoff import retry_wait_seconds
+
 log = logging.getLogger("goodjob_mp.jobs")
 
 INFINITE = math.inf
@@ -31,20 +33,66 @@ class UnknownJobClassError(LookupError):
     """A stored ``job_class`` names no job known to this process."""
 
 
+class JobDefinitionError(TypeError):
+    """A job class whose ``retry_on`` / ``discard_on`` (or other definition) cannot work;
+    raised when the class is defined, never later at perform time."""
+
+
+def _exception_types(exceptions: Any, what: str) -> tuple[type[BaseException], ...]:
+    types = exceptions if isinstance(exceptions, tuple) else (exceptions,)
+    if not types or not all(isinstance(t, type) and issubclass(t, BaseException) for t in types):
+        raise JobDefinitionError(
+            f"{what}: {exceptions!r} is not an exception class; pass a class such as "
+            "TimeoutError or a tuple of them"
+        )
+    return types
+
+
 @dataclass(frozen=True)
 class RetryOn:
     """Retry when one of ``exceptions`` is raised, up to ``attempts`` times for this rule.
 
-    ``wait``: seconds, ``"polynomially_longer"``, ``"exponentially_longer"`` or a callable taking
-    the execution count (Active Job's semantics). ``attempts`` may be ``goodjob_mp.INFINITE``.
+    ``wait``: seconds (or a ``timedelta``), ``"polynomially_longer"``, ``"exponentially_longer"``
+    or a callable taking the execution count (Active Job's semantics). ``attempts`` may be
+    ``goodjob_mp.INFINITE``. ``queue`` and ``priority``, when given, are where the retry is
+    enqueued (as Active Job's ``retry_on queue:, priority:``). Every value is checked here, so a
+    bad rule fails when the job class is defined.
     """
 
     exceptions: type[BaseException] | tuple[type[BaseException], ...]
-    wait: float | str | Callable[[int], float] = 3
+    wait: float | dt.timedelta | str | Callable[[int], float] = 3
     attempts: float = 5
     jitter: float = 0.15
     queue: str | None = None
     priority: int | None = None
+
+    def __post_init__(self) -> None:
+        _exception_types(self.exceptions, "RetryOn")
+        if not callable(self.wait) or isinstance(self.wait, type):
+            try:
+                retry_wait_seconds(self.wait, 1, 0.0)
+            except ValueError as exc:
+                raise JobDefinitionError(f"RetryOn(wait={self.wait!r}) is invalid: {exc}") from None
+        if not _is_number(self.jitter) or not math.isfinite(self.jitter) or self.jitter < 0:
+            raise JobDefinitionError(
+                f"RetryOn(jitter={self.jitter!r}) is invalid; use a fraction such as 0.15, or 0"
+            )
+        attempts = self.attempts
+        if not _is_number(attempts) or not (
+            attempts == INFINITE or (float(attempts).is_integer() and attempts >= 1)
+        ):
+            raise JobDefinitionError(
+                f"RetryOn(attempts={attempts!r}) is invalid; use a whole number >= 1 or "
+                "goodjob_mp.INFINITE"
+            )
+        if self.queue is not None and (not isinstance(self.queue, str) or not self.queue.strip()):
+            raise JobDefinitionError(
+                f"RetryOn(queue={self.queue!r}) is invalid; use a queue name or None"
+            )
+        if self.priority is not None and not _is_whole(self.priority):
+            raise JobDefinitionError(
+                f"RetryOn(priority={self.priority!r}) is invalid; use a whole number or None"
+            )
 
     @property
     def key(self) -> str:
@@ -55,18 +103,44 @@ class RetryOn:
 
 @dataclass(frozen=True)
 class DiscardOn:
+    """Discard the job (no retry) when one of ``exceptions`` is raised."""
+
     exceptions: type[BaseException] | tuple[type[BaseException], ...]
 
+    def __post_init__(self) -> None:
+        _exception_types(self.exceptions, "DiscardOn")
 
-def _as_retry_rules(rules: Iterable[Any]) -> tuple[RetryOn, ...]:
-    return tuple(r if isinstance(r, RetryOn) else RetryOn(r) for r in rules)
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-def _as_discard_types(rules: Iterable[Any]) -> tuple[type[BaseException], ...]:
+def _is_whole(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _as_retry_rules(rules: Iterable[Any], owner: str) -> tuple[RetryOn, ...]:
+    if isinstance(rules, (RetryOn, type)):
+        rules = [rules]
+    out = []
+    for rule in rules:
+        try:
+            out.append(rule if isinstance(rule, RetryOn) else RetryOn(rule))
+        except JobDefinitionError as exc:
+            raise JobDefinitionError(f"{owner}.retry_on: {exc}") from None
+    return tuple(out)
+
+
+def _as_discard_types(rules: Iterable[Any], owner: str) -> tuple[type[BaseException], ...]:
+    if isinstance(rules, (DiscardOn, type)):
+        rules = [rules]
     out: list[type[BaseException]] = []
     for rule in rules:
         exc = rule.exceptions if isinstance(rule, DiscardOn) else rule
-        out.extend(exc if isinstance(exc, tuple) else (exc,))
+        try:
+            out.extend(_exception_types(exc, "DiscardOn"))
+        except JobDefinitionError as error:
+            raise JobDefinitionError(f"{owner}.discard_on: {error}") from None
     return tuple(out)
 
 
@@ -217,8 +291,8 @@ class Job:
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        cls._retry_rules = _as_retry_rules(cls.retry_on)
-        cls._discard_types = _as_discard_types(cls.discard_on)
+        cls._retry_rules = _as_retry_rules(cls.retry_on, cls.__qualname__)
+        cls._discard_types = _as_discard_types(cls.discard_on, cls.__qualname__)
         if "job_class_name" not in cls.__dict__ or cls.__dict__["job_class_name"] is None:
             cls.job_class_name = f"{_import_name(cls.__module__)}.{cls.__qualname__}"
         register(cls.job_class_name, cls)

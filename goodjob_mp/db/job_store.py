@@ -290,6 +290,10 @@ SET finished_at = CASE WHEN r.finished THEN r.ended_at END,
     scheduled_at = COALESCE(r.retry_at, j.scheduled_at),
     error = r.error, error_event = r.error_event,
     serialized_params = COALESCE(r.new_params, j.serialized_params),
+    -- a retry may move to another queue or priority (RetryOn(queue=, priority=))
+    queue_name = COALESCE(r.new_params->>'queue_name', j.queue_name),
+    priority = CASE WHEN r.new_params ? 'priority' THEN (r.new_params->>'priority')::integer
+                    ELSE j.priority END,
     locked_by_id = NULL, locked_at = NULL, lock_type = NULL, updated_at = r.ended_at
 FROM r
 WHERE j.id = r.id AND j.locked_by_id = %(process_id)s
