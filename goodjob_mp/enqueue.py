@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import datetime as dt
+import functools
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -19,11 +20,11 @@ from typing import TYPE_CHECKING, Any
 import psycopg
 
 from goodjob_mp import events
-from goodjob_mp.config import current_settings
+from goodjob_mp.config import Settings, current_settings
 from goodjob_mp.db.connection import thread_connection
 from goodjob_mp.db.job_store import NewJob, copy_jobs, insert_job, to_naive_utc, utcnow
 from goodjob_mp.jobs import DEFAULT_PRIORITY, DEFAULT_QUEUE, EnqueueOptions
-from goodjob_mp.serialization import serialize_arguments
+from goodjob_mp.serialization import WritePolicy, serialize_arguments
 
 if TYPE_CHECKING:
     from goodjob_mp.jobs import Job
@@ -98,7 +99,7 @@ def build_serialized_params(
     job_class: str,
     job_id: uuid.UUID,
     queue_name: str,
-    priority: int,
+    priority: int | None,
     arguments: list[Any],
     enqueued_at: dt.datetime,
     scheduled_at: dt.datetime | None,
@@ -136,19 +137,23 @@ def build_job(
     """The row for one ``perform_later``; raises SerializationError before anything is written."""
     defaults = job_cls.default_options()
     queue_name = options.queue or defaults.queue or DEFAULT_QUEUE
+    # Active Job's priority (null when unset) goes into serialized_params; the column gets
+    # GoodJob's DEFAULT_PRIORITY in its place, as GoodJob writes it.
     priority = options.priority if options.priority is not None else defaults.priority
-    priority = DEFAULT_PRIORITY if priority is None else priority
     labels = options.labels if options.labels is not None else defaults.labels
     job_class = job_cls.job_class_name or job_cls.__qualname__
-    arguments = serialize_arguments(args, kwargs, job_name=job_class)
+    arguments = serialize_arguments(
+        args, kwargs, job_name=job_class, policy=write_policy(current_settings())
+    )
     now = utcnow()
-    scheduled = to_naive_utc(options.scheduled_at) if options.scheduled_at is not None else None
+    run_at = options.run_at(now)
+    scheduled = to_naive_utc(run_at) if run_at is not None else None
     job_id = uuid.uuid4()
     return NewJob(
         id=job_id,
         job_class=job_class,
         queue_name=queue_name,
-        priority=priority,
+        priority=DEFAULT_PRIORITY if priority is None else priority,
         serialized_params=build_serialized_params(
             job_class, job_id, queue_name, priority, arguments, now, scheduled
         ),
@@ -157,6 +162,18 @@ def build_job(
         labels=list(labels) if labels else None,
         cron_key=cron_key,
         cron_at=cron_at,
+    )
+
+
+@functools.lru_cache(maxsize=8)
+def _policy(naive: str, decimals: str, compatible: bool) -> WritePolicy:
+    return WritePolicy(naive, decimals, compatible)
+
+
+def write_policy(settings: Settings) -> WritePolicy:
+    """The argument-writing choices of ``settings``."""
+    return _policy(
+        settings.naive_datetimes, settings.decimal_format, settings.active_job_compatible
     )
 
 

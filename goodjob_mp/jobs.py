@@ -197,10 +197,21 @@ def registered_names() -> list[str]:
 
 @dataclass(frozen=True)
 class EnqueueOptions:
+    """What ``set()`` says about an enqueue. ``wait`` is kept as seconds and turned into a run
+    time at ``perform_later`` (as Active Job does), so a configured job reused later still
+    waits the full time; ``scheduled_at`` (from ``wait_until=``) is a fixed moment."""
+
     queue: str | None = None
     priority: int | None = None
     scheduled_at: dt.datetime | None = None  # aware or naive-UTC
     labels: tuple[str, ...] | None = None
+    wait: float | None = None
+
+    def run_at(self, now: dt.datetime) -> dt.datetime | None:
+        """The requested run time for an enqueue at ``now`` (None: as soon as possible)."""
+        if self.wait is not None:
+            return now + dt.timedelta(seconds=self.wait)
+        return self.scheduled_at
 
 
 def clean_labels(labels: Iterable[str] | None) -> tuple[str, ...] | None:
@@ -228,27 +239,50 @@ def _make_options(
 ) -> EnqueueOptions:
     if wait is not None and wait_until is not None:
         raise ValueError("set() takes wait= or wait_until=, not both")
-    scheduled_at = None
+    seconds = None
     if wait is not None:
-        seconds = wait.total_seconds() if isinstance(wait, dt.timedelta) else float(wait)
-        scheduled_at = dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=seconds)
-    elif wait_until is not None:
-        if not isinstance(wait_until, dt.datetime):
-            raise TypeError(f"wait_until must be a datetime, got {type(wait_until).__name__}")
-        scheduled_at = wait_until
-    if priority is not None and not isinstance(priority, int):
+        seconds = _wait_seconds(wait)
+    elif wait_until is not None and not isinstance(wait_until, dt.datetime):
+        raise TypeError(f"wait_until must be a datetime, got {type(wait_until).__name__}")
+    if priority is not None and not _is_whole(priority):
         raise TypeError(f"priority must be an int, got {priority!r}")
     if queue is not None and (not isinstance(queue, str) or not queue.strip()):
         raise ValueError(f"queue must be a non-empty string, got {queue!r}")
-    return EnqueueOptions(queue, priority, scheduled_at, clean_labels(labels))
+    return EnqueueOptions(queue, priority, wait_until, clean_labels(labels), seconds)
+
+
+def _wait_seconds(wait: Any) -> float:
+    if isinstance(wait, dt.timedelta):
+        seconds = wait.total_seconds()
+    elif _is_number(wait):
+        seconds = float(wait)
+    else:
+        raise TypeError(
+            f"wait must be seconds or a timedelta, got {wait!r} ({type(wait).__name__})"
+        )
+    if not math.isfinite(seconds):
+        raise ValueError(
+            f"wait={wait!r} is not a finite number of seconds; use seconds (e.g. wait=300), a "
+            "timedelta, or wait_until= a datetime"
+        )
+    try:
+        dt.timedelta(seconds=seconds)
+    except OverflowError:
+        raise ValueError(
+            f"wait={wait!r} is beyond the largest datetime; use wait_until= a datetime"
+        ) from None
+    return seconds
 
 
 def _merge(base: EnqueueOptions, extra: EnqueueOptions) -> EnqueueOptions:
+    # A later wait= or wait_until= replaces the earlier one, whichever it was.
+    timed = extra.wait is not None or extra.scheduled_at is not None
     return EnqueueOptions(
         extra.queue if extra.queue is not None else base.queue,
         extra.priority if extra.priority is not None else base.priority,
-        extra.scheduled_at if extra.scheduled_at is not None else base.scheduled_at,
+        extra.scheduled_at if timed else base.scheduled_at,
         extra.labels if extra.labels is not None else base.labels,
+        extra.wait if timed else base.wait,
     )
 
 
@@ -278,7 +312,8 @@ class Job:
     """Subclass and define ``perform``. Class attributes are the defaults for every enqueue."""
 
     queue_name: ClassVar[str] = DEFAULT_QUEUE
-    priority: ClassVar[int] = DEFAULT_PRIORITY
+    # None: unset, as in Active Job (serialized_params["priority"] is null, the column is 0).
+    priority: ClassVar[int | None] = None
     labels: ClassVar[Sequence[str]] = ()
     job_class_name: ClassVar[str | None] = None
     retry_on: ClassVar[Sequence[Any]] = ()
@@ -340,7 +375,7 @@ class Job:
 @dataclass
 class _DecoratorOptions:
     queue: str = DEFAULT_QUEUE
-    priority: int = DEFAULT_PRIORITY
+    priority: int | None = None
     labels: Sequence[str] = ()
     name: str | None = None
     retry_on: Sequence[Any] = field(default_factory=tuple)
@@ -376,7 +411,7 @@ def job(
     fn: Callable[..., Any] | None = None,
     *,
     queue: str = DEFAULT_QUEUE,
-    priority: int = DEFAULT_PRIORITY,
+    priority: int | None = None,
     labels: Sequence[str] = (),
     name: str | None = None,
     retry_on: Sequence[Any] = (),

@@ -130,3 +130,78 @@ def test_a_wait_function_that_returns_nonsense_backs_off_instead_of_looping(db):
     assert finished is None and error.startswith("ValueError: retry wait function")
     assert (scheduled_at - updated_at).total_seconds() >= 2.5
     assert gj.perform_inline() == 0 and count == 1
+
+
+# --- set(): wait=, priority -------------------------------------------------------------------
+
+
+class PlainJob(gj.Job):
+    queue_name = "plain"
+
+    def perform(self, *args) -> None:
+        pass
+
+
+@pytest.mark.parametrize("wait", [math.nan, math.inf, -math.inf, float("nan")])
+def test_a_wait_that_is_not_a_finite_number_is_refused(wait):
+    with pytest.raises(ValueError, match="not a finite number of seconds") as info:
+        PlainJob.set(wait=wait)
+    assert "wait_until=" in str(info.value)
+
+
+def test_a_wait_of_the_wrong_type_or_too_large_is_refused():
+    with pytest.raises(TypeError, match="wait must be seconds or a timedelta"):
+        PlainJob.set(wait="5")
+    with pytest.raises(ValueError, match="beyond the largest datetime"):
+        PlainJob.set(wait=1e20)
+
+
+def _scheduled_in(db, handle) -> float:
+    scheduled, created = db.execute(
+        "SELECT scheduled_at, created_at FROM good_jobs WHERE id = %s", (handle.id,)
+    ).fetchone()
+    return (scheduled - created).total_seconds()
+
+
+def test_set_wait_is_counted_from_perform_later_not_from_set(db, monkeypatch):
+    configured = PlainJob.set(wait=60)
+    real_now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+    later = real_now + dt.timedelta(hours=1)
+    # The configured job is reused an hour later: it must still wait its full 60 s.
+    monkeypatch.setattr("goodjob_mp.enqueue.utcnow", lambda: later)
+    handle = configured.perform_later()
+    assert _scheduled_in(db, handle) == pytest.approx(60, abs=0.001)
+    scheduled = db.execute(
+        "SELECT scheduled_at FROM good_jobs WHERE id = %s", (handle.id,)
+    ).fetchone()[0]
+    assert scheduled > real_now + dt.timedelta(minutes=59)
+
+
+def test_a_later_set_replaces_an_earlier_wait_or_wait_until(db):
+    until = dt.datetime(2030, 1, 1, tzinfo=dt.timezone.utc)
+    handle = PlainJob.set(wait=60).set(wait_until=until).perform_later()
+    assert handle.scheduled_at == dt.datetime(2030, 1, 1)
+    handle = PlainJob.set(wait_until=until).set(wait=dt.timedelta(seconds=30)).perform_later()
+    assert _scheduled_in(db, handle) == pytest.approx(30, abs=0.001)
+
+
+def test_priority_is_null_in_serialized_params_when_unset_and_zero_in_the_column(db):
+    unset = PlainJob.perform_later()
+    explicit = PlainJob.set(priority=-5).perform_later()
+
+    class ClassPriority(gj.Job):
+        priority = 3
+
+        def perform(self) -> None: ...
+
+    by_class = ClassPriority.perform_later()
+    rows = {
+        r[0]: (r[1], r[2])
+        for r in db.execute(
+            "SELECT id, priority, serialized_params->'priority' FROM good_jobs"
+        ).fetchall()
+    }
+    assert rows[unset.id] == (0, None)
+    assert rows[explicit.id] == (-5, -5)
+    assert rows[by_class.id] == (3, 3)
+    assert unset.priority == 0
