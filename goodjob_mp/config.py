@@ -69,6 +69,8 @@ class Settings:
     naive_datetimes: str = "refuse"
     decimal_format: str = "big_decimal"
     active_job_compatible: bool = False
+    # Packages (besides the --app module's) whose modules a stored job_class may import.
+    job_packages: tuple[str, ...] = ()
 
     def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **changes)
@@ -155,6 +157,7 @@ _TEXT_PARSERS: dict[str, Callable[[str], Any]] = {
     "naive_datetimes": lambda t: t.strip().lower(),
     "decimal_format": lambda t: t.strip().lower(),
     "active_job_compatible": _parse_bool,
+    "job_packages": lambda t: tuple(p.strip() for p in t.split(",") if p.strip()),
 }
 
 ENV_PREFIX = "GOOD_JOB_"
@@ -234,6 +237,9 @@ def _check(settings: Settings, sources: Mapping[str, str]) -> None:
         fail("cron", "use a mapping of cron key -> entry")
     if settings.naive_datetimes not in ("refuse", "utc", "keep"):
         fail("naive_datetimes", "use 'refuse', 'utc' or 'keep'")
+    packages = settings.job_packages
+    if isinstance(packages, str) or not all(isinstance(p, str) and p for p in packages):
+        fail("job_packages", "use a list of package names, e.g. ('myapp', 'billing')")
     if settings.decimal_format not in ("big_decimal", "string"):
         fail("decimal_format", "use 'big_decimal' (Rails 7.1+) or 'string' (Active Job 6.1/7.0)")
 

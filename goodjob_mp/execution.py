@@ -9,6 +9,7 @@ touches the database: it returns a ``JobResult`` for the completer to write.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import logging
 import threading
 import time
@@ -24,7 +25,7 @@ from goodjob_mp.backoff import retry_wait_seconds
 from goodjob_mp.config import Settings
 from goodjob_mp.db import job_store
 from goodjob_mp.db.job_store import ClaimedJob, JobResult, utcnow
-from goodjob_mp.jobs import Job, RetryOn, UnknownJobClassError, lookup
+from goodjob_mp.jobs import Job, RetryOn, UnknownJobClassError, importable_packages, lookup
 from goodjob_mp.serialization import DeserializationError, deserialize_arguments
 
 log = logging.getLogger("goodjob_mp.job")
@@ -157,6 +158,15 @@ def discard_poison(job: ClaimedJob, settings: Settings) -> JobResult:
     return _discard(job, utcnow(), error, settings)
 
 
+@functools.lru_cache(maxsize=8)
+def _importable_for(app: str | None, job_packages: tuple[str, ...]) -> tuple[str, ...]:
+    return importable_packages(app, job_packages)
+
+
+def _importable(settings: Settings) -> tuple[str, ...]:
+    return _importable_for(settings.app, tuple(settings.job_packages))
+
+
 def perform(job: ClaimedJob, settings: Settings) -> JobResult:
     """Run one claimed job to a result. Never raises: not for the job's own errors (even
     ``sys.exit()`` or ``KeyboardInterrupt`` raised by job code, which fail the attempt like any
@@ -201,7 +211,7 @@ def _perform(job: ClaimedJob, settings: Settings) -> JobResult:
             raise DeserializationError(
                 f"serialized_params of job {job.id} is not an Active Job payload: {params!r:.200}"
             )
-        job_cls = lookup(job_class or "")
+        job_cls = lookup(job_class or "", import_under=_importable(settings))
         args, kwargs = deserialize_arguments(params.get("arguments") or [])
     except (UnknownJobClassError, DeserializationError) as exc:
         error = f"{type(exc).__name__}: {exc}"

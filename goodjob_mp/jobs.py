@@ -168,13 +168,19 @@ def _import_name(module: str) -> str:
     return module
 
 
-def lookup(name: str) -> type[Job]:
-    """The job class for a stored ``job_class``; imports its module once if it is a dotted path."""
+def lookup(name: str, *, import_under: Iterable[str] | None = None) -> type[Job]:
+    """The job class for a ``job_class`` name; imports its module once if it is a dotted path.
+
+    ``import_under``: the packages whose modules may be imported for it. A name read from a
+    database row is data, not code, so the worker passes its ``--app`` packages and
+    ``job_packages`` here: a row naming ``this.x`` must not run ``this``'s import side effect.
+    None (configuration the operator wrote, e.g. cron) imports any module.
+    """
     job_cls = _registry.get(name)
     if job_cls is not None:
         return job_cls
     module, _, _ = name.rpartition(".")
-    if module:
+    if module and (import_under is None or may_import(module, import_under)):
         try:
             importlib.import_module(module)
         except ImportError:
@@ -184,8 +190,21 @@ def lookup(name: str) -> type[Job]:
             return job_cls
     raise UnknownJobClassError(
         f"no job class {name!r} is registered in this process; import the module that defines it "
-        "(goodjob-supervisor --app=MODULE) or set job_class_name on the Job to answer to this name"
+        "(goodjob-supervisor --app=MODULE, or list its package in job_packages) or set "
+        "job_class_name on the Job to answer to this name"
     )
+
+
+def may_import(module: str, packages: Iterable[str]) -> bool:
+    """Whether ``module`` is one of ``packages`` or inside one (``a.b`` is inside ``a``)."""
+    return any(module == p or module.startswith(p + ".") for p in packages if p)
+
+
+def importable_packages(app: str | None, job_packages: Iterable[str] = ()) -> tuple[str, ...]:
+    """The packages a stored ``job_class`` may import: the top-level package of each ``--app``
+    module (``myapp.jobs`` allows ``myapp.*``) and the ``job_packages`` allow-list."""
+    apps = [a.strip() for a in (app or "").split(",") if a.strip()]
+    return (*dict.fromkeys(a.split(".")[0] for a in apps), *job_packages)
 
 
 def registered_names() -> list[str]:
