@@ -12,6 +12,8 @@ import contextlib
 import contextvars
 import datetime as dt
 import functools
+import os
+import threading
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -52,12 +54,63 @@ _connection: contextvars.ContextVar[psycopg.Connection | None] = contextvars.Con
 
 @contextlib.contextmanager
 def using_connection(conn: psycopg.Connection) -> Iterator[psycopg.Connection]:
-    """Enqueue on ``conn`` inside this block: the jobs exist only if its transaction commits."""
+    """Enqueue on ``conn`` inside this block: the jobs exist only if its transaction commits.
+
+    Their ``enqueue`` events fire only after that commit: when this block ends, for the
+    transactions that have committed by then (so put the block around the transaction), else at
+    this thread's next enqueue or block end. A rolled-back job fires none.
+    """
     token = _connection.set(conn)
     try:
         yield conn
     finally:
         _connection.reset(token)
+        flush_enqueue_events()
+
+
+# --- enqueue events after commit ---------------------------------------------------------------
+# psycopg has no commit hooks, so a job written inside a caller's transaction remembers that
+# transaction's id; Postgres says later whether it committed (txid_status). Costs one query per
+# enqueue, and only while someone subscribes to "enqueue".
+
+_CURRENT_TXID = "SELECT txid_current()"
+_TXID_STATUS = "SELECT x, txid_status(x) FROM unnest(%s::bigint[]) AS x"
+_pending = threading.local()
+
+
+def _pending_events() -> list[tuple[int, NewJob]]:
+    pending = getattr(_pending, "rows", None)
+    if pending is None or getattr(_pending, "pid", None) != os.getpid():
+        pending = _pending.rows = []
+        _pending.pid = os.getpid()
+    return pending
+
+
+def _emit_after_commit(conn: psycopg.Connection, rows: Sequence[NewJob]) -> None:
+    if not events.has_subscribers("enqueue"):
+        return
+    if conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE:
+        for row in rows:  # autocommit: the rows are committed already
+            _emit(row)
+        return
+    (txid,) = conn.execute(_CURRENT_TXID).fetchone()  # type: ignore[misc]
+    _pending_events().extend((txid, row) for row in rows)
+
+
+def flush_enqueue_events() -> None:
+    """Fire the ``enqueue`` events of this thread's jobs whose transactions have committed
+    (and forget those that rolled back). Runs by itself at the end of ``using_connection`` and
+    before each enqueue; call it after committing a transaction you enqueued in without one."""
+    pending = _pending_events()
+    if not pending:
+        return
+    txids = sorted({txid for txid, _ in pending})
+    status = dict(thread_connection().execute(_TXID_STATUS, (txids,)).fetchall())
+    still_open = [(txid, row) for txid, row in pending if status.get(txid) == "in progress"]
+    committed = [row for txid, row in pending if status.get(txid) == "committed"]
+    pending[:] = still_open
+    for row in committed:
+        _emit(row)
 
 
 @dataclass
@@ -90,8 +143,7 @@ def bulk(connection: psycopg.Connection | None = None) -> Iterator[Bulk]:
         conn = connection or _connection.get() or thread_connection()
         with conn.transaction():
             copy_jobs(conn, collected.rows)
-        for row in collected.rows:
-            _emit(row)
+        _emit_after_commit(conn, collected.rows)
         _after_write(collected.rows)
 
 
@@ -216,9 +268,11 @@ def enqueue(
         handle = _handle(row)
         collected.jobs.append(handle)
         return handle
+    if getattr(_pending, "rows", None):
+        flush_enqueue_events()
     conn = connection or _connection.get() or thread_connection()
     insert_job(conn, row)
-    _emit(row)
+    _emit_after_commit(conn, [row])
     if connection is None:
         _after_write([row])
     return _handle(row)
@@ -228,5 +282,5 @@ def insert_row(conn: psycopg.Connection, row: NewJob) -> bool:
     """Insert a prepared row (cron uses this); False when its (cron_key, cron_at) existed."""
     inserted = insert_job(conn, row)
     if inserted:
-        _emit(row)
+        _emit_after_commit(conn, [row])
     return inserted
