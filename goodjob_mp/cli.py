@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import math
 import os
 import sys
 from typing import Any
@@ -193,6 +194,18 @@ def cleanup_preserved_jobs(
     _setup_logging(ctx.obj["log_level"])
     _import_app(ctx.obj["app"])
     settings = _settings({})
+    seconds = (
+        settings.cleanup_preserved_jobs_before_seconds_ago
+        if before_seconds_ago is None
+        else before_seconds_ago
+    )
+    if seconds == -1:
+        click.echo("cleanup is disabled (before-seconds-ago = -1): deleted 0 job(s)")
+        return
+    if not math.isfinite(seconds) or seconds < 0:
+        raise click.BadParameter(
+            f"{seconds!r}: use seconds >= 0, or -1 to disable", param_hint="'--before-seconds-ago'"
+        )
     try:
         conn = connect()
     except DatabaseUnavailableError as exc:
