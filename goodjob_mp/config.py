@@ -11,11 +11,12 @@ import dataclasses
 import json
 import math
 import os
+import types
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Union, get_args, get_origin, get_type_hints
 
-from goodjob_mp.queues import QueueStringError, parse_pools
+from goodjob_mp.queues import MAX_POOL_THREADS, QueueStringError, parse_pools
 
 EXECUTION_MODES = ("inline", "async", "external")
 PRESERVE_MODES = ("on_unhandled_error",)
@@ -159,6 +160,60 @@ def env_name(setting: str) -> str:
 # --- validation -------------------------------------------------------------------------------
 
 
+_UNIONS = (Union, types.UnionType)
+
+
+def _describe(hint: Any) -> str:
+    names = {bool: "true/false", int: "a whole number", float: "a number", str: "a string"}
+    if hint in names:
+        return names[hint]
+    origin = get_origin(hint)
+    if origin in _UNIONS:
+        return " or ".join("None" if a is type(None) else _describe(a) for a in get_args(hint))
+    if origin is Mapping or hint is Mapping:
+        return "a mapping"
+    if origin is Callable or hint is Callable:
+        return "a callable"
+    return str(hint)
+
+
+def _matches(value: Any, hint: Any) -> bool:
+    """Whether ``value`` has the type the Settings field declares. bool is not a number here,
+    and a number is never NaN or infinite (a timeout of NaN never expires)."""
+    if hint is Any:
+        return True
+    origin = get_origin(hint)
+    if origin in _UNIONS:
+        return any(_matches(value, arg) for arg in get_args(hint))
+    if hint is type(None):
+        return value is None
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is float:
+        return (
+            isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        )
+    if hint is str:
+        return isinstance(value, str)
+    if origin is Mapping or hint is Mapping:
+        return isinstance(value, Mapping)
+    if origin is Callable or hint is Callable:
+        return callable(value)
+    return True
+
+
+def type_problem(name: str, value: Any) -> str | None:
+    """Why ``value`` cannot be setting ``name`` by its type alone, or None."""
+    hint = _HINTS[name]
+    if _matches(value, hint):
+        return None
+    if isinstance(value, float) and not math.isfinite(value):
+        return "NaN and infinity are refused: use a finite number"
+    return f"expected {_describe(hint)}, got {type(value).__name__}"
+
+
 # How a queue-string error names the place to fix it, by the layer the string came from.
 _QUEUES_WHERE = {"command line": "--queues", "configure()": "configure(queues=...)"}
 
@@ -169,10 +224,14 @@ def _check(settings: Settings, sources: Mapping[str, str]) -> None:
         where = sources.get(name, "default")
         raise ConfigError(f"setting {name} = {value!r} (from {where}) is invalid: {why}")
 
+    for name in _FIELDS:
+        problem = type_problem(name, getattr(settings, name))
+        if problem is not None:
+            fail(name, problem)
     if settings.execution_mode not in EXECUTION_MODES:
         fail("execution_mode", f"use one of {', '.join(EXECUTION_MODES)}")
-    if settings.max_threads < 1:
-        fail("max_threads", "needs at least 1 thread")
+    if not 1 <= settings.max_threads <= MAX_POOL_THREADS:
+        fail("max_threads", f"use 1 to {MAX_POOL_THREADS} threads (the limit of ':N' in queues)")
     if settings.poll_interval != -1 and settings.poll_interval <= 0:
         fail("poll_interval", "use seconds > 0, or -1 to disable polling")
     if settings.max_cache < 0:
@@ -230,15 +289,21 @@ def _check(settings: Settings, sources: Mapping[str, str]) -> None:
 
 _code_settings: dict[str, Any] = {}
 _FIELDS = {f.name for f in dataclasses.fields(Settings)}
+_HINTS = get_type_hints(Settings)
 
 
 def configure(**options: Any) -> None:
-    """Set options in code (the second layer). Unknown names fail at once."""
+    """Set options in code (the second layer). Unknown names and values of the wrong type
+    fail at once, and change nothing; the rest is checked when the settings are loaded."""
     unknown = sorted(set(options) - _FIELDS)
     if unknown:
         raise ConfigError(
             f"unknown setting(s) {', '.join(unknown)}; known settings: {', '.join(sorted(_FIELDS))}"
         )
+    for name, value in options.items():
+        problem = type_problem(name, value)
+        if problem is not None:
+            raise ConfigError(f"configure({name}={value!r}) is invalid: {problem}")
     _code_settings.update(options)
     global _cached
     _cached = None
@@ -266,7 +331,7 @@ def load_settings(
             continue
         try:
             values[name] = parse(text)
-        except (ValueError, TypeError) as exc:
+        except (ValueError, TypeError, OverflowError) as exc:
             raise ConfigError(
                 f"environment variable {env_name(name)}={text!r} is invalid for {name}: {exc}"
             ) from None
