@@ -20,6 +20,7 @@ from goodjob_mp.queues import MAX_POOL_THREADS, QueueStringError, parse_pools
 
 EXECUTION_MODES = ("inline", "async", "external")
 PRESERVE_MODES = ("on_unhandled_error",)
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 
 
 class ConfigError(ValueError):
@@ -65,6 +66,13 @@ class Settings:
     # Upper bound on jobs claimed ahead of free threads when jobs are short.
     claim_buffer: int = 400
     goodjob_indexes: bool = False
+    # Level of the goodjob_mp loggers (the CLI also sends them to stderr).
+    log_level: str = "info"
+    # With no database URL: start a private PostgreSQL in state_dir (demos only) instead of
+    # refusing to start.
+    embedded: bool = False
+    # Most connections enqueue keeps open per process (threads share them; one write each).
+    enqueue_pool_size: int = 5
 
     def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **changes)
@@ -148,6 +156,9 @@ _TEXT_PARSERS: dict[str, Callable[[str], Any]] = {
     "heartbeat_interval": float,
     "claim_buffer": int,
     "goodjob_indexes": _parse_bool,
+    "log_level": lambda t: t.strip().lower(),
+    "embedded": _parse_bool,
+    "enqueue_pool_size": int,
 }
 
 ENV_PREFIX = "GOOD_JOB_"
@@ -214,6 +225,20 @@ def type_problem(name: str, value: Any) -> str | None:
     return f"expected {_describe(hint)}, got {type(value).__name__}"
 
 
+def database_url_problem(url: str) -> str | None:
+    """Why ``url`` is not a usable conninfo or postgresql:// URL, or None (nothing connects)."""
+    import psycopg
+
+    try:
+        psycopg.conninfo.conninfo_to_dict(url)
+    except psycopg.ProgrammingError as exc:
+        return (
+            f"not a PostgreSQL URL ({str(exc).strip()}); use "
+            "postgresql://user:password@host:5432/dbname (percent-encode special characters)"
+        )
+    return None
+
+
 # How a queue-string error names the place to fix it, by the layer the string came from.
 _QUEUES_WHERE = {"command line": "--queues", "configure()": "configure(queues=...)"}
 
@@ -238,6 +263,12 @@ def _check(settings: Settings, sources: Mapping[str, str]) -> None:
         fail("max_cache", "use 0 (no cache) or more")
     if settings.shutdown_timeout < 0 and settings.shutdown_timeout != -1:
         fail("shutdown_timeout", "use -1 (wait forever), 0 (immediately) or seconds")
+    if settings.log_level.lower() not in LOG_LEVELS:
+        fail("log_level", f"use one of {', '.join(LOG_LEVELS)}")
+    if settings.database_url is not None:
+        problem = database_url_problem(settings.database_url)
+        if problem:
+            fail("database_url", problem)
     if not settings.enable_listen_notify and settings.poll_interval == -1:
         fail("poll_interval", "polling is disabled and LISTEN/NOTIFY is off: no job would ever run")
     if settings.max_cache == 0 and settings.poll_interval == -1:
@@ -277,6 +308,8 @@ def _check(settings: Settings, sources: Mapping[str, str]) -> None:
         fail("probe_port", "use a TCP port 0-65535")
     if settings.max_interrupts < 1:
         fail("max_interrupts", "use a count >= 1")
+    if settings.enqueue_pool_size < 1:
+        fail("enqueue_pool_size", "use a count >= 1")
     if settings.claim_buffer < 1:
         fail("claim_buffer", "use a count >= 1")
     if settings.on_thread_error is not None and not callable(settings.on_thread_error):

@@ -20,8 +20,9 @@ import psycopg
 
 from goodjob_mp import events
 from goodjob_mp.config import current_settings
-from goodjob_mp.db.connection import thread_connection
+from goodjob_mp.db.connection import enqueue_connection
 from goodjob_mp.db.job_store import NewJob, copy_jobs, insert_job, to_naive_utc, utcnow
+from goodjob_mp.db.migrate import schema_missing_error
 from goodjob_mp.jobs import DEFAULT_PRIORITY, DEFAULT_QUEUE, EnqueueOptions
 from goodjob_mp.serialization import serialize_arguments
 
@@ -86,12 +87,26 @@ def bulk(connection: psycopg.Connection | None = None) -> Iterator[Bulk]:
     finally:
         _bulk.reset(token)
     if collected.rows:
-        conn = connection or _connection.get() or thread_connection()
-        with conn.transaction():
+        with _writing(connection) as conn, conn.transaction():
             copy_jobs(conn, collected.rows)
         for row in collected.rows:
             _emit(row)
         _after_write(collected.rows)
+
+
+@contextlib.contextmanager
+def _writing(connection: psycopg.Connection | None) -> Iterator[psycopg.Connection]:
+    """The caller's connection, else one borrowed from the enqueue pool for this write. A
+    database without our tables says which command creates them, not UndefinedTable."""
+    explicit = connection or _connection.get()
+    try:
+        if explicit is not None:
+            yield explicit
+        else:
+            with enqueue_connection() as conn:
+                yield conn
+    except psycopg.errors.UndefinedTable as exc:
+        raise schema_missing_error(exc) from None
 
 
 def build_serialized_params(
@@ -199,8 +214,8 @@ def enqueue(
         handle = _handle(row)
         collected.jobs.append(handle)
         return handle
-    conn = connection or _connection.get() or thread_connection()
-    insert_job(conn, row)
+    with _writing(connection) as conn:
+        insert_job(conn, row)
     _emit(row)
     if connection is None:
         _after_write([row])
