@@ -1,13 +1,14 @@
 """Cleanup of preserved job records: delete finished jobs (and their executions) older than
 ``cleanup_preserved_jobs_before_seconds_ago``, in bounded batches so no statement holds locks
-for long. Owns when cleanup runs (every ``cleanup_interval_jobs`` finished jobs or
-``cleanup_interval_seconds``) and the SQL that does it.
+for long; -1 disables it (nothing is ever deleted). Owns when cleanup runs (every
+``cleanup_interval_jobs`` finished jobs or ``cleanup_interval_seconds``) and the SQL that does it.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
+import math
 import time
 
 import psycopg
@@ -18,6 +19,7 @@ from goodjob_mp.db.job_store import utcnow
 log = logging.getLogger("goodjob_mp.cleanup")
 
 BATCH_SIZE = 1000
+DISABLED = -1
 
 # SKIP LOCKED: two processes cleaning at once split the work instead of waiting on each other.
 DELETE_FINISHED_BATCH = """
@@ -43,12 +45,20 @@ def cleanup_preserved_jobs(
     before_seconds_ago: float | None = None,
     include_discarded: bool | None = None,
 ) -> int:
-    """Delete old finished jobs in batches; returns how many jobs were deleted."""
+    """Delete old finished jobs in batches; returns how many jobs were deleted.
+
+    A cut-off of -1 means "disabled", not "one second in the future": nothing is deleted.
+    """
     seconds = (
         settings.cleanup_preserved_jobs_before_seconds_ago
         if before_seconds_ago is None
         else before_seconds_ago
     )
+    if seconds == DISABLED:
+        log.debug("cleanup: disabled (cleanup_preserved_jobs_before_seconds_ago = -1)")
+        return 0
+    if not math.isfinite(seconds) or seconds < 0:
+        raise ValueError(f"before_seconds_ago = {seconds!r}: use seconds >= 0, or -1 to disable")
     discarded = settings.cleanup_discarded_jobs if include_discarded is None else include_discarded
     query = DELETE_FINISHED_BATCH.format(discarded="" if discarded else KEEP_DISCARDED)
     before = utcnow() - dt.timedelta(seconds=seconds)

@@ -7,61 +7,71 @@ defaults < ``configure()`` (in the ``--app`` module) < ``GOOD_JOB_*`` environmen
 
 from __future__ import annotations
 
-import importlib
 import logging
-import os
+import math
 import sys
 from typing import Any
 
 import click
 
+import goodjob_mp
 from goodjob_mp import config
-from goodjob_mp.config import ConfigError, Settings, load_settings
+from goodjob_mp.cli_common import Group, common_options, connection, load
+from goodjob_mp.config import Settings
+from goodjob_mp.cron_cli import cron
 from goodjob_mp.queues import parse_pools
+
+log = logging.getLogger("goodjob_mp.cli")
 
 QUEUES_HELP = """Queue pools: ';' separates pools (one child process each), ':N' sets a pool's
 threads, ',' separates queues, '+' serves them in order, '-' means all except, '*' all.
 Example: --queues='mail:2;+urgent,default:4;-mail,urgent:1' forks 3 children. [default: *]"""
 
+_DEFAULTS = Settings()
+
 
 def supervisor_command(*args: str) -> list[str]:
     """argv that runs ``goodjob-supervisor ARGS`` with this interpreter, whether or not the
     console script is on PATH (the demo, the benchmarks and the tests start it this way)."""
-    return [sys.executable, "-c", "from goodjob_mp.cli import main; main()", *args]
+    return [sys.executable, "-m", "goodjob_mp", *args]
 
 
-def _import_app(app: str | None) -> None:
-    app = app or os.environ.get("GOOD_JOB_APP")
-    if not app:
+def _check_cron(settings: Settings) -> int:
+    """Validate the cron entries (after --app is imported, so classes resolve); a bad entry
+    raises CronConfigError naming the entry and the problem."""
+    if not settings.cron:
+        return 0
+    from goodjob_mp.cron import validate_cron_entries
+
+    return len(validate_cron_entries(settings))
+
+
+def _check_schema_before_forking() -> None:
+    """Refuse to start on a schema that is behind, once, before any child is forked (instead
+    of every child failing at boot). An unreachable database is left to the supervisor, which
+    retries; the connection is closed before the fork."""
+    from goodjob_mp.db.connection import DatabaseUnavailableError, connect
+    from goodjob_mp.db.migrate import ensure_current
+
+    try:
+        conn = connect()
+    except DatabaseUnavailableError:
         return
-    if os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())
-    try:
-        importlib.import_module(app)
-    except ImportError as exc:
-        raise click.ClickException(f"--app {app!r} could not be imported: {exc}") from None
+    with conn:
+        ensure_current(conn)
 
 
-def _settings(cli: dict[str, Any]) -> Settings:
-    try:
-        settings = load_settings(cli)
-    except ConfigError as exc:
-        raise click.ClickException(str(exc)) from None
-    config.set_current_settings(settings)
-    return settings
-
-
-def _setup_logging(level: str) -> None:
-    logging.basicConfig(
-        level=getattr(logging, level.upper(), logging.INFO),
-        format="%(asctime)s %(levelname)s [%(process)d %(name)s] %(message)s",
-    )
-
-
-@click.group(invoke_without_command=True, context_settings={"max_content_width": 100})
-@click.option("--app", help="Module to import before forking (defines jobs). Env: GOOD_JOB_APP.")
+@click.group(
+    cls=Group,
+    invoke_without_command=True,
+    context_settings={"max_content_width": 100},
+)
+@click.version_option(goodjob_mp.__version__, prog_name="goodjob-supervisor")
+@common_options
 @click.option("--queues", help=QUEUES_HELP)
-@click.option("--max-threads", type=int, help="Threads per pool without ':N'. [default: 5]")
+@click.option(
+    "--max-threads", type=int, help="Threads per pool without ':N' (1-1000). [default: 5]"
+)
 @click.option(
     "--poll-interval", type=float, help="Seconds between polls; -1 disables. [default: 10]"
 )
@@ -91,14 +101,15 @@ def _setup_logging(level: str) -> None:
 @click.option(
     "--max-memory", help="Per child, e.g. 512M or 2G: over it, a child drains and is replaced."
 )
+@click.option("--state-dir", help="Folder for the embedded database. [default: .goodjob]")
 @click.option(
     "--check",
     is_flag=True,
-    help="Validate the configuration and exit, without touching the database.",
+    help="Validate the configuration (cron entries included) and exit, without touching the "
+    "database.",
 )
-@click.option("--log-level", default="info", show_default=True, help="debug, info, warning, error.")
 @click.pass_context
-def main(ctx: click.Context, app: str | None, check: bool, log_level: str, **flags: Any) -> None:
+def main(ctx: click.Context, check: bool, **flags: Any) -> None:
     """Run background jobs: fork one child process per queue pool and supervise them.
 
     \b
@@ -107,97 +118,114 @@ def main(ctx: click.Context, app: str | None, check: bool, log_level: str, **fla
     goodjob-supervisor cleanup-preserved-jobs --before-seconds-ago=86400
 
     Signals: TERM/INT drain and stop, QUIT stops now, HUP restarts the children one pool at a
-    time. Every option is also a GOOD_JOB_<OPTION> environment variable.
+    time. Every option is also a GOOD_JOB_<OPTION> environment variable (docs/settings.md).
     """
-    ctx.ensure_object(dict)
-    ctx.obj["app"] = app
-    ctx.obj["log_level"] = log_level
     if ctx.invoked_subcommand is not None:
         return
-    _setup_logging(log_level)
-    _import_app(app)
     if flags.get("max_memory") is not None:
         try:
             flags["max_memory"] = config._parse_memory(flags["max_memory"])
-        except ValueError as exc:
+        except (ValueError, OverflowError) as exc:
             raise click.BadParameter(
                 f"{flags['max_memory']!r}: {exc}; use megabytes or e.g. 512M, 2G",
                 param_hint="'--max-memory'",
             ) from None
-    flags["app"] = app
-    settings = _settings(flags)
+    settings = load(ctx, flags)
     pools = parse_pools(settings.queues)
+    entries = _check_cron(settings) if (check or settings.enable_cron) else 0
     if check:
         click.echo(
             f"configuration OK: {len(pools)} pool(s): "
             + "; ".join(
                 f"{p.selector} ({p.thread_count(settings.max_threads)} threads)" for p in pools
             )
+            + (f"; {entries} cron entr{'y' if entries == 1 else 'ies'}" if entries else "")
         )
         return
+    if settings.execution_mode != "external":
+        # The supervisor's children are the workers: a job enqueuing there must not start
+        # in-process workers of its own (async) or run jobs on the spot (inline).
+        log.info(
+            "execution_mode %s applies to library use; the supervisor runs as external",
+            settings.execution_mode,
+        )
+        settings = settings.replace(execution_mode="external")
+        config.set_current_settings(settings)
+    _check_schema_before_forking()
     from goodjob_mp.supervisor.arbiter import run_supervisor
 
     sys.exit(run_supervisor(settings))
 
 
 @main.command()
+@common_options
 @click.option("--check", is_flag=True, help="Exit 1 if the database is behind; change nothing.")
 @click.option(
     "--goodjob-indexes",
     is_flag=True,
-    help="Also create GoodJob's full index set (when a Rails GoodJob shares the database).",
+    default=None,
+    help="Also create GoodJob's full index set (when a Rails GoodJob shares the database). "
+    "Env: GOOD_JOB_GOODJOB_INDEXES.",
 )
 @click.pass_context
-def migrate(ctx: click.Context, check: bool, goodjob_indexes: bool) -> None:
+def migrate(ctx: click.Context, check: bool, goodjob_indexes: bool | None) -> None:
     """Create or update the good_job tables (idempotent, one transaction, locked)."""
     from goodjob_mp.db import migrate as migrations
-    from goodjob_mp.db.connection import DatabaseUnavailableError, connect
 
-    _setup_logging(ctx.obj["log_level"])
-    _import_app(ctx.obj["app"])
-    _settings({})
-    try:
-        conn = connect()
-    except DatabaseUnavailableError as exc:
-        raise click.ClickException(str(exc)) from None
-    with conn:
+    settings = load(ctx, {"goodjob_indexes": goodjob_indexes})
+    with connection() as conn:
         if check:
             missing = migrations.pending_migrations(conn)
             if missing:
-                click.echo(f"database is behind: pending {', '.join(missing)}", err=True)
-                click.echo("run: goodjob-supervisor migrate", err=True)
+                click.echo(
+                    f"database is behind: pending {', '.join(missing)}; "
+                    "run: goodjob-supervisor migrate",
+                    err=True,
+                )
                 sys.exit(1)
             click.echo("database is up to date")
             return
-        done = migrations.migrate(conn, goodjob_indexes=goodjob_indexes)
+        done = migrations.migrate(conn, goodjob_indexes=settings.goodjob_indexes)
     click.echo(f"applied {', '.join(done)}" if done else "database is up to date")
 
 
 @main.command("cleanup-preserved-jobs")
+@common_options
 @click.option(
     "--before-seconds-ago",
     type=float,
-    help=(
-        "Delete finished jobs older than this. [default: cleanup_preserved_jobs_before_seconds_ago]"
-    ),
+    help="Delete finished jobs older than this many seconds; -1 deletes nothing. [default: "
+    "cleanup_preserved_jobs_before_seconds_ago, "
+    f"{_DEFAULTS.cleanup_preserved_jobs_before_seconds_ago:.0f} "
+    f"({_DEFAULTS.cleanup_preserved_jobs_before_seconds_ago / 86400:g} days) unless set]",
 )
-@click.option("--keep-discarded", is_flag=True, help="Keep jobs that finished with an error.")
+@click.option(
+    "--keep-discarded",
+    is_flag=True,
+    help="Keep jobs that finished with an error. [default: cleanup_discarded_jobs, "
+    f"{'delete' if _DEFAULTS.cleanup_discarded_jobs else 'keep'} them unless set]",
+)
 @click.pass_context
 def cleanup_preserved_jobs(
     ctx: click.Context, before_seconds_ago: float | None, keep_discarded: bool
 ) -> None:
     """Delete preserved job records (and their executions) older than a cut-off."""
     from goodjob_mp.cleanup import cleanup_preserved_jobs as run_cleanup
-    from goodjob_mp.db.connection import DatabaseUnavailableError, connect
 
-    _setup_logging(ctx.obj["log_level"])
-    _import_app(ctx.obj["app"])
-    settings = _settings({})
-    try:
-        conn = connect()
-    except DatabaseUnavailableError as exc:
-        raise click.ClickException(str(exc)) from None
-    with conn:
+    settings = load(ctx)
+    seconds = (
+        settings.cleanup_preserved_jobs_before_seconds_ago
+        if before_seconds_ago is None
+        else before_seconds_ago
+    )
+    if seconds == -1:
+        click.echo("cleanup is disabled (before-seconds-ago = -1): deleted 0 job(s)")
+        return
+    if not math.isfinite(seconds) or seconds < 0:
+        raise click.BadParameter(
+            f"{seconds!r}: use seconds >= 0, or -1 to disable", param_hint="'--before-seconds-ago'"
+        )
+    with connection() as conn:
         deleted = run_cleanup(
             conn,
             settings,
@@ -207,12 +235,4 @@ def cleanup_preserved_jobs(
     click.echo(f"deleted {deleted} job(s)")
 
 
-def _register_optional_commands() -> None:
-    try:
-        from goodjob_mp.cron_cli import cron
-    except ImportError:
-        return
-    main.add_command(cron)
-
-
-_register_optional_commands()
+main.add_command(cron)

@@ -11,14 +11,16 @@ import dataclasses
 import json
 import math
 import os
+import types
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Union, get_args, get_origin, get_type_hints
 
-from goodjob_mp.queues import QueueStringError, parse_pools
+from goodjob_mp.queues import MAX_POOL_THREADS, QueueStringError, parse_pools
 
 EXECUTION_MODES = ("inline", "async", "external")
 PRESERVE_MODES = ("on_unhandled_error",)
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 
 
 class ConfigError(ValueError):
@@ -71,6 +73,13 @@ class Settings:
     active_job_compatible: bool = False
     # Packages (besides the --app module's) whose modules a stored job_class may import.
     job_packages: tuple[str, ...] = ()
+    # Level of the goodjob_mp loggers (the CLI also sends them to stderr).
+    log_level: str = "info"
+    # With no database URL: start a private PostgreSQL in state_dir (demos only) instead of
+    # refusing to start.
+    embedded: bool = False
+    # Most connections enqueue keeps open per process (threads share them; one write each).
+    enqueue_pool_size: int = 5
 
     def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **changes)
@@ -158,6 +167,9 @@ _TEXT_PARSERS: dict[str, Callable[[str], Any]] = {
     "decimal_format": lambda t: t.strip().lower(),
     "active_job_compatible": _parse_bool,
     "job_packages": lambda t: tuple(p.strip() for p in t.split(",") if p.strip()),
+    "log_level": lambda t: t.strip().lower(),
+    "embedded": _parse_bool,
+    "enqueue_pool_size": int,
 }
 
 ENV_PREFIX = "GOOD_JOB_"
@@ -170,6 +182,74 @@ def env_name(setting: str) -> str:
 # --- validation -------------------------------------------------------------------------------
 
 
+_UNIONS = (Union, types.UnionType)
+
+
+def _describe(hint: Any) -> str:
+    names = {bool: "true/false", int: "a whole number", float: "a number", str: "a string"}
+    if hint in names:
+        return names[hint]
+    origin = get_origin(hint)
+    if origin in _UNIONS:
+        return " or ".join("None" if a is type(None) else _describe(a) for a in get_args(hint))
+    if origin is Mapping or hint is Mapping:
+        return "a mapping"
+    if origin is Callable or hint is Callable:
+        return "a callable"
+    return str(hint)
+
+
+def _matches(value: Any, hint: Any) -> bool:
+    """Whether ``value`` has the type the Settings field declares. bool is not a number here,
+    and a number is never NaN or infinite (a timeout of NaN never expires)."""
+    if hint is Any:
+        return True
+    origin = get_origin(hint)
+    if origin in _UNIONS:
+        return any(_matches(value, arg) for arg in get_args(hint))
+    if hint is type(None):
+        return value is None
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is float:
+        return (
+            isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        )
+    if hint is str:
+        return isinstance(value, str)
+    if origin is Mapping or hint is Mapping:
+        return isinstance(value, Mapping)
+    if origin is Callable or hint is Callable:
+        return callable(value)
+    return True
+
+
+def type_problem(name: str, value: Any) -> str | None:
+    """Why ``value`` cannot be setting ``name`` by its type alone, or None."""
+    hint = _HINTS[name]
+    if _matches(value, hint):
+        return None
+    if isinstance(value, float) and not math.isfinite(value):
+        return "NaN and infinity are refused: use a finite number"
+    return f"expected {_describe(hint)}, got {type(value).__name__}"
+
+
+def database_url_problem(url: str) -> str | None:
+    """Why ``url`` is not a usable conninfo or postgresql:// URL, or None (nothing connects)."""
+    import psycopg
+
+    try:
+        psycopg.conninfo.conninfo_to_dict(url)
+    except psycopg.ProgrammingError as exc:
+        return (
+            f"not a PostgreSQL URL ({str(exc).strip()}); use "
+            "postgresql://user:password@host:5432/dbname (percent-encode special characters)"
+        )
+    return None
+
+
 # How a queue-string error names the place to fix it, by the layer the string came from.
 _QUEUES_WHERE = {"command line": "--queues", "configure()": "configure(queues=...)"}
 
@@ -180,16 +260,26 @@ def _check(settings: Settings, sources: Mapping[str, str]) -> None:
         where = sources.get(name, "default")
         raise ConfigError(f"setting {name} = {value!r} (from {where}) is invalid: {why}")
 
+    for name in _FIELDS:
+        problem = type_problem(name, getattr(settings, name))
+        if problem is not None:
+            fail(name, problem)
     if settings.execution_mode not in EXECUTION_MODES:
         fail("execution_mode", f"use one of {', '.join(EXECUTION_MODES)}")
-    if settings.max_threads < 1:
-        fail("max_threads", "needs at least 1 thread")
+    if not 1 <= settings.max_threads <= MAX_POOL_THREADS:
+        fail("max_threads", f"use 1 to {MAX_POOL_THREADS} threads (the limit of ':N' in queues)")
     if settings.poll_interval != -1 and settings.poll_interval <= 0:
         fail("poll_interval", "use seconds > 0, or -1 to disable polling")
     if settings.max_cache < 0:
         fail("max_cache", "use 0 (no cache) or more")
     if settings.shutdown_timeout < 0 and settings.shutdown_timeout != -1:
         fail("shutdown_timeout", "use -1 (wait forever), 0 (immediately) or seconds")
+    if settings.log_level.lower() not in LOG_LEVELS:
+        fail("log_level", f"use one of {', '.join(LOG_LEVELS)}")
+    if settings.database_url is not None:
+        problem = database_url_problem(settings.database_url)
+        if problem:
+            fail("database_url", problem)
     if not settings.enable_listen_notify and settings.poll_interval == -1:
         fail("poll_interval", "polling is disabled and LISTEN/NOTIFY is off: no job would ever run")
     if settings.max_cache == 0 and settings.poll_interval == -1:
@@ -229,6 +319,8 @@ def _check(settings: Settings, sources: Mapping[str, str]) -> None:
         fail("probe_port", "use a TCP port 0-65535")
     if settings.max_interrupts < 1:
         fail("max_interrupts", "use a count >= 1")
+    if settings.enqueue_pool_size < 1:
+        fail("enqueue_pool_size", "use a count >= 1")
     if settings.claim_buffer < 1:
         fail("claim_buffer", "use a count >= 1")
     if settings.on_thread_error is not None and not callable(settings.on_thread_error):
@@ -248,15 +340,21 @@ def _check(settings: Settings, sources: Mapping[str, str]) -> None:
 
 _code_settings: dict[str, Any] = {}
 _FIELDS = {f.name for f in dataclasses.fields(Settings)}
+_HINTS = get_type_hints(Settings)
 
 
 def configure(**options: Any) -> None:
-    """Set options in code (the second layer). Unknown names fail at once."""
+    """Set options in code (the second layer). Unknown names and values of the wrong type
+    fail at once, and change nothing; the rest is checked when the settings are loaded."""
     unknown = sorted(set(options) - _FIELDS)
     if unknown:
         raise ConfigError(
             f"unknown setting(s) {', '.join(unknown)}; known settings: {', '.join(sorted(_FIELDS))}"
         )
+    for name, value in options.items():
+        problem = type_problem(name, value)
+        if problem is not None:
+            raise ConfigError(f"configure({name}={value!r}) is invalid: {problem}")
     _code_settings.update(options)
     global _cached
     _cached = None
@@ -284,7 +382,7 @@ def load_settings(
             continue
         try:
             values[name] = parse(text)
-        except (ValueError, TypeError) as exc:
+        except (ValueError, TypeError, OverflowError) as exc:
             raise ConfigError(
                 f"environment variable {env_name(name)}={text!r} is invalid for {name}: {exc}"
             ) from None

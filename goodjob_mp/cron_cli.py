@@ -8,23 +8,18 @@ itself; the running leader picks up a switch at its next due run.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import click
-import psycopg
 
 from goodjob_mp import cron as cron_mod
+from goodjob_mp.cli_common import common_options, connection, load
 from goodjob_mp.cron import CronConfigError, CronEntry
 
 UTC = dt.timezone.utc
 
 
 def _entries(ctx: click.Context) -> dict[str, CronEntry]:
-    from goodjob_mp import cli
-
-    cli._import_app(ctx.obj.get("app"))
-    settings = cli._settings({})
+    settings = load(ctx)
     try:
         return cron_mod.validate_cron_entries(settings)
     except CronConfigError as exc:
@@ -39,18 +34,6 @@ def _entry(ctx: click.Context, key: str) -> CronEntry:
     return entries[key]
 
 
-@contextmanager
-def _connection() -> Iterator[psycopg.Connection]:
-    from goodjob_mp.db.connection import DatabaseUnavailableError, connect
-
-    try:
-        conn = connect()
-    except DatabaseUnavailableError as exc:
-        raise click.ClickException(str(exc)) from None
-    with conn:
-        yield conn
-
-
 def _fmt(moment: dt.datetime | None, tz_name: str) -> str:
     if moment is None:
         return "-"
@@ -62,11 +45,13 @@ def _fmt(moment: dt.datetime | None, tz_name: str) -> str:
 
 
 @click.group()
+@common_options
 def cron() -> None:
     """Cron entries: list them, enable or disable one for every supervisor, run one now."""
 
 
 @cron.command("list")
+@common_options
 @click.pass_context
 def list_entries(ctx: click.Context) -> None:
     """Key, schedule, next run (local and UTC), last run and outcome, enabled."""
@@ -74,7 +59,7 @@ def list_entries(ctx: click.Context) -> None:
     if not entries:
         click.echo("no cron entries configured (configure(cron={...}) or GOOD_JOB_CRON)")
         return
-    with _connection() as conn:
+    with connection() as conn:
         enabled, disabled = cron_mod.read_switches(conn)
         runs = cron_mod.last_runs(conn, list(entries))
     now = dt.datetime.now(UTC)
@@ -103,6 +88,7 @@ def list_entries(ctx: click.Context) -> None:
 
 @cron.command()
 @click.argument("key")
+@common_options
 @click.pass_context
 def enable(ctx: click.Context, key: str) -> None:
     """Enable KEY on every supervisor (stored in good_job_settings)."""
@@ -111,6 +97,7 @@ def enable(ctx: click.Context, key: str) -> None:
 
 @cron.command()
 @click.argument("key")
+@common_options
 @click.pass_context
 def disable(ctx: click.Context, key: str) -> None:
     """Disable KEY on every supervisor (stored in good_job_settings)."""
@@ -119,17 +106,18 @@ def disable(ctx: click.Context, key: str) -> None:
 
 def _switch(ctx: click.Context, key: str, enabled: bool) -> None:
     _entry(ctx, key)  # an unknown key fails here, before anything is written
-    with _connection() as conn:
+    with connection() as conn:
         cron_mod.set_enabled(conn, key, enabled)
     click.echo(f"cron entry {key} {'enabled' if enabled else 'disabled'}")
 
 
 @cron.command()
 @click.argument("key")
+@common_options
 @click.pass_context
 def run(ctx: click.Context, key: str) -> None:
     """Enqueue KEY now, outside its schedule (even when disabled), as GoodJob does."""
     entry = _entry(ctx, key)
-    with _connection() as conn:
+    with connection() as conn:
         cron_mod.enqueue_run(conn, entry, None)
     click.echo(f"cron entry {key} enqueued")

@@ -122,7 +122,10 @@ def main() -> int:
     from goodjob_mp.db.connection import connect, database_url
     from goodjob_mp.db.migrate import migrate
 
-    url = database_url()  # starts the embedded server when no URL is configured
+    if not (os.environ.get("GOOD_JOB_DATABASE_URL") or os.environ.get("DATABASE_URL")):
+        # The demo is the one place the embedded database is the default (docs/settings.md).
+        gj.configure(embedded=True)
+    url = database_url()  # starts the embedded server (logged loudly) when no URL is set
     with connect() as conn:
         migrate(conn)
     print(f"enqueued {enqueue_demo_jobs()} demo jobs; running goodjob-supervisor", flush=True)

@@ -23,8 +23,9 @@ import psycopg
 
 from goodjob_mp import events
 from goodjob_mp.config import Settings, current_settings
-from goodjob_mp.db.connection import thread_connection
+from goodjob_mp.db.connection import enqueue_connection
 from goodjob_mp.db.job_store import NewJob, copy_jobs, insert_job, to_naive_utc, utcnow
+from goodjob_mp.db.migrate import schema_missing_error
 from goodjob_mp.jobs import DEFAULT_PRIORITY, DEFAULT_QUEUE, EnqueueOptions
 from goodjob_mp.serialization import WritePolicy, serialize_arguments
 
@@ -105,7 +106,8 @@ def flush_enqueue_events() -> None:
     if not pending:
         return
     txids = sorted({txid for txid, _ in pending})
-    status = dict(thread_connection().execute(_TXID_STATUS, (txids,)).fetchall())
+    with enqueue_connection() as conn:
+        status = dict(conn.execute(_TXID_STATUS, (txids,)).fetchall())
     still_open = [(txid, row) for txid, row in pending if status.get(txid) == "in progress"]
     committed = [row for txid, row in pending if status.get(txid) == "committed"]
     pending[:] = still_open
@@ -140,11 +142,26 @@ def bulk(connection: psycopg.Connection | None = None) -> Iterator[Bulk]:
     finally:
         _bulk.reset(token)
     if collected.rows:
-        conn = connection or _connection.get() or thread_connection()
-        with conn.transaction():
-            copy_jobs(conn, collected.rows)
-        _emit_after_commit(conn, collected.rows)
+        with _writing(connection) as conn:
+            with conn.transaction():
+                copy_jobs(conn, collected.rows)
+            _emit_after_commit(conn, collected.rows)
         _after_write(collected.rows)
+
+
+@contextlib.contextmanager
+def _writing(connection: psycopg.Connection | None) -> Iterator[psycopg.Connection]:
+    """The caller's connection, else one borrowed from the enqueue pool for this write. A
+    database without our tables says which command creates them, not UndefinedTable."""
+    explicit = connection or _connection.get()
+    try:
+        if explicit is not None:
+            yield explicit
+        else:
+            with enqueue_connection() as conn:
+                yield conn
+    except psycopg.errors.UndefinedTable as exc:
+        raise schema_missing_error(exc) from None
 
 
 def build_serialized_params(
@@ -270,9 +287,9 @@ def enqueue(
         return handle
     if getattr(_pending, "rows", None):
         flush_enqueue_events()
-    conn = connection or _connection.get() or thread_connection()
-    insert_job(conn, row)
-    _emit_after_commit(conn, [row])
+    with _writing(connection) as conn:
+        insert_job(conn, row)
+        _emit_after_commit(conn, [row])
     if connection is None:
         _after_write([row])
     return _handle(row)

@@ -207,8 +207,9 @@ def test_env_name():
     ("changes", "name", "value", "why"),
     [
         ({"execution_mode": "threads"}, "execution_mode", "threads", "inline, async, external"),
-        ({"max_threads": -1}, "max_threads", -1, "at least 1"),
-        ({"max_threads": 0}, "max_threads", 0, "at least 1"),
+        ({"max_threads": -1}, "max_threads", -1, "use 1 to 1000"),
+        ({"max_threads": 0}, "max_threads", 0, "use 1 to 1000"),
+        ({"max_threads": 100000}, "max_threads", 100000, "the limit of ':N' in queues"),
         ({"poll_interval": 0.0}, "poll_interval", 0.0, "-1 to disable"),
         ({"poll_interval": -2.0}, "poll_interval", -2.0, "-1 to disable"),
         ({"max_cache": -1}, "max_cache", -1, "0 (no cache)"),
@@ -460,3 +461,96 @@ def test_cleanup_interval_false_from_the_environment_disables():
         load_settings(environ={"GOOD_JOB_CLEANUP_INTERVAL_SECONDS": "-1"}).cleanup_interval_seconds
         == -1
     )
+
+
+# --- NaN, infinity, one thread limit, types (issues 16.6 and 15.12) ---------------------------
+
+FLOAT_SETTINGS = [
+    name
+    for name, hint in config._HINTS.items()
+    if "float" in str(hint) and name in config._TEXT_PARSERS
+]
+
+
+def test_every_float_setting_is_covered():
+    assert {"shutdown_timeout", "poll_interval", "dead_process_timeout", "idle_timeout"} <= set(
+        FLOAT_SETTINGS
+    )
+
+
+@pytest.mark.parametrize("name", FLOAT_SETTINGS)
+@pytest.mark.parametrize("text", ["nan", "NaN", "inf", "-inf", "infinity"])
+def test_nan_and_infinity_are_refused_from_the_environment(name, text):
+    with pytest.raises(ConfigError) as info:
+        load_settings(environ={config.env_name(name): text})
+    assert config.env_name(name) in str(info.value)
+    assert "finite" in str(info.value)
+
+
+@pytest.mark.parametrize("name", FLOAT_SETTINGS)
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf")])
+def test_nan_and_infinity_are_refused_from_configure_and_the_command_line(name, value):
+    with pytest.raises(ConfigError):
+        configure(**{name: value})
+    with pytest.raises(ConfigError) as info:
+        load_settings({name: value}, environ={})
+    assert "finite" in str(info.value)
+
+
+@pytest.mark.parametrize("text", ["infG", "nanM", "1e400M"])
+def test_memory_nan_and_infinity_are_refused(text):
+    with pytest.raises(ConfigError) as info:
+        load_settings(environ={"GOOD_JOB_MAX_MEMORY": text})
+    assert "GOOD_JOB_MAX_MEMORY" in str(info.value)
+
+
+def test_cli_check_refuses_shutdown_timeout_nan_in_one_line(no_database):
+    result = _invoke(["--check"], GOOD_JOB_SHUTDOWN_TIMEOUT="nan")
+    assert result.exit_code != 0
+    assert "GOOD_JOB_SHUTDOWN_TIMEOUT" in result.output
+    assert len(result.output.strip().splitlines()) == 1
+    result = _invoke(["--check", "--shutdown-timeout=inf"])
+    assert result.exit_code != 0
+    assert "Traceback" not in result.output
+
+
+def test_one_thread_limit_for_max_threads_and_pool_counts():
+    from goodjob_mp.queues import MAX_POOL_THREADS
+
+    load_settings({"max_threads": MAX_POOL_THREADS}, environ={})
+    load_settings({"queues": f"mail:{MAX_POOL_THREADS}"}, environ={})
+    with pytest.raises(ConfigError) as info:
+        load_settings(environ={"GOOD_JOB_MAX_THREADS": str(MAX_POOL_THREADS + 1)})
+    assert str(MAX_POOL_THREADS) in str(info.value)
+    with pytest.raises(ConfigError) as info:
+        load_settings({"queues": f"mail:{MAX_POOL_THREADS + 1}"}, environ={})
+    assert str(MAX_POOL_THREADS) in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("options", "expected"),
+    [
+        ({"max_threads": "5"}, "expected a whole number, got str"),
+        ({"max_threads": 2.5}, "expected a whole number, got float"),
+        ({"max_threads": True}, "expected a whole number, got bool"),
+        ({"poll_interval": "10"}, "expected a number, got str"),
+        ({"enable_cron": "yes"}, "expected true/false, got str"),
+        ({"queues": ["mail"]}, "expected a string, got list"),
+        ({"idle_timeout": "soon"}, "expected a number or None, got str"),
+        ({"cron": "every minute"}, "expected a mapping"),
+        ({"on_thread_error": 42}, "callable"),
+        ({"cleanup_interval_jobs": 1.5}, "got float"),
+    ],
+)
+def test_configure_type_checks_values_at_once(options, expected):
+    with pytest.raises(ConfigError) as info:
+        configure(**options)
+    assert expected in str(info.value)
+    assert f"configure({next(iter(options))}=" in str(info.value)
+    assert config._code_settings == {}  # nothing was changed
+
+
+def test_configure_accepts_ints_for_float_settings_and_bools_for_intervals():
+    configure(poll_interval=3, cleanup_interval_jobs=False, cleanup_interval_seconds=60)
+    settings = load_settings(environ={})
+    assert settings.poll_interval == 3

@@ -157,7 +157,7 @@ def test_kill9_child_reruns_its_job_once_and_is_replaced(start, records, db):
     assert J.lines(records, "finished") == ["k"]
 
 
-def test_pool_failing_at_boot_stops_the_supervisor_with_the_error(start, database_url):
+def test_supervisor_started_before_migrate_refuses_before_forking(start, database_url):
     info = psycopg.conninfo.conninfo_to_dict(database_url)
     empty = f"{info['dbname']}_empty"
     admin = psycopg.conninfo.make_conninfo(**{**info, "dbname": "postgres"})
@@ -168,8 +168,10 @@ def test_pool_failing_at_boot_stops_the_supervisor_with_the_error(start, databas
         sup = start("--queues=*:1", env={"GOOD_JOB_DATABASE_URL": url})
         assert sup.wait_exit(60) == 1
         out = sup.output()
-        assert "failed to start 3 times" in out
+        # The schema is checked once before any fork: one line naming the fix, no restarts.
         assert "goodjob-supervisor migrate" in out
+        assert "failed to start" not in out and "Traceback" not in out
+        assert len(out.strip().splitlines()) == 1
     finally:
         with psycopg.connect(admin, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{empty}" WITH (FORCE)')

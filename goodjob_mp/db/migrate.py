@@ -33,6 +33,15 @@ class SchemaOutdatedError(RuntimeError):
     """The database schema is behind this version of goodjob_mp."""
 
 
+def schema_missing_error(exc: BaseException) -> SchemaOutdatedError:
+    """The error for a statement that found no good_job table: the fix is to migrate."""
+    detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return SchemaOutdatedError(
+        f"the good_job tables are missing in this database ({detail}); "
+        "run `goodjob-supervisor migrate` first"
+    )
+
+
 def available_migrations() -> list[tuple[str, str]]:
     """(version, sql) for every migration file, in order. Version = the file name's stem."""
     folder = resources.files("goodjob_mp.db") / "migrations"
@@ -57,6 +66,7 @@ def migrate(conn: psycopg.Connection, *, goodjob_indexes: bool = False) -> list[
         adopted = conn.execute(TABLE_EXISTS, ("good_jobs",)).fetchone()[0]
         conn.execute(CREATE_MIGRATIONS_TABLE)
         applied = {row[0] for row in conn.execute(APPLIED_VERSIONS)}
+        log.debug("migrate: versions already applied: %s", ", ".join(sorted(applied)) or "none")
         done = []
         if adopted and not applied:
             log.info("adopting good_job tables that already exist (created by GoodJob?)")
