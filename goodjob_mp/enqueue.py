@@ -179,7 +179,8 @@ def _emit(row: NewJob) -> None:
 def _after_write(rows: Sequence[NewJob]) -> None:
     # Inline mode performs exactly the jobs just written (and what they enqueue), as GoodJob.
     if current_settings().execution_mode == "inline" and _connection.get() is None:
-        inline.perform_enqueued([row.id for row in rows])
+        now = utcnow()
+        inline.perform_enqueued([row.id for row in rows if row.scheduled_at <= now])
 
 
 def enqueue(

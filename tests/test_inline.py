@@ -67,6 +67,24 @@ def introspect() -> None:
         )
 
 
+class Transient(Exception):
+    pass
+
+
+class RetriedAtOnce(gj.Job):
+    queue_name = "mine"
+    retry_on = [gj.RetryOn(Transient, wait=0, attempts=3, jitter=0)]
+
+    def perform(self, failures: int) -> None:
+        ran.append(f"retry:{self.executions}")
+        if self.executions <= failures:
+            raise Transient("not yet")
+
+
+class RetriedLater(RetriedAtOnce):
+    retry_on = [gj.RetryOn(Transient, wait=3600, attempts=3, jitter=0)]
+
+
 def unfinished(db) -> dict[str, int]:
     rows = db.execute(
         "SELECT queue_name, count(*) FROM good_jobs WHERE finished_at IS NULL GROUP BY 1"
@@ -96,6 +114,17 @@ def test_jobs_a_job_enqueues_run_after_it_not_inside_it(db, records):
     assert ran == ["parent-start:p", "parent-end:p", "leaf:p.1", "leaf:p.2"]
     assert J.lines(records, "remember") == []
     assert unfinished(db) == {"elsewhere": 1, "mine": 1}  # the waiting job and p.later
+
+
+def test_a_retry_due_at_once_runs_again_at_once_and_a_later_one_waits(db):
+    """GoodJob's inline adapter loops while the retried job is due."""
+    gj.configure(execution_mode="inline")
+    RetriedAtOnce.perform_later(1)
+    assert ran == ["retry:1", "retry:2"]
+    ran.clear()
+    RetriedLater.perform_later(1)
+    assert ran == ["retry:1"]
+    assert unfinished(db) == {"mine": 1}
 
 
 def test_bulk_in_inline_mode_performs_the_bulk(db, records):
