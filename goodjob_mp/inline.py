@@ -51,6 +51,8 @@ def perform_enqueued(job_ids: Sequence[uuid.UUID]) -> int:
     if pending is not None:
         pending.extend(job_ids)
         return 0
+    if not job_ids:
+        return 0  # nothing due: no need to register
     return _perform(list(job_ids), _claim_nothing, None)
 
 
