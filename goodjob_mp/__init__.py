@@ -8,7 +8,12 @@ The public API, re-exported from the modules that own it::
     def send_welcome(user_id: int) -> None: ...
 
     send_welcome.perform_later(42)
+
+``start_async`` and ``shutdown`` (async mode) load the worker on first use, so a process that
+only enqueues never imports it.
 """
+
+from typing import TYPE_CHECKING, Any
 
 from goodjob_mp.config import ConfigError, Settings, configure, current_settings, load_settings
 from goodjob_mp.db.connection import DatabaseUnavailableError
@@ -16,6 +21,7 @@ from goodjob_mp.db.migrate import SchemaOutdatedError
 from goodjob_mp.enqueue import EnqueuedJob, bulk, using_connection
 from goodjob_mp.events import subscribe
 from goodjob_mp.execution import current_thread_shutting_down
+from goodjob_mp.inline import perform_inline
 from goodjob_mp.jobs import (
     INFINITE,
     DiscardOn,
@@ -25,8 +31,10 @@ from goodjob_mp.jobs import (
     UnknownJobClassError,
     job,
 )
-from goodjob_mp.modes import perform_inline, shutdown, start_async
 from goodjob_mp.serialization import DeserializationError, GlobalID, SerializationError
+
+if TYPE_CHECKING:
+    from goodjob_mp.modes import shutdown, start_async
 
 __version__ = "0.1.0"
 
@@ -57,3 +65,12 @@ __all__ = [
     "subscribe",
     "using_connection",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # PEP 562: the worker (threads, LISTEN, batching) is imported only by processes that run one.
+    if name in ("start_async", "shutdown"):
+        from goodjob_mp import modes
+
+        return getattr(modes, name)
+    raise AttributeError(f"module 'goodjob_mp' has no attribute {name!r}")

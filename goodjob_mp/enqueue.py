@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import psycopg
 
-from goodjob_mp import events
+from goodjob_mp import events, inline
 from goodjob_mp.config import Settings, current_settings
 from goodjob_mp.db.connection import enqueue_connection
 from goodjob_mp.db.job_store import NewJob, copy_jobs, insert_job, to_naive_utc, utcnow
@@ -263,10 +263,10 @@ def _emit(row: NewJob) -> None:
 
 
 def _after_write(rows: Sequence[NewJob]) -> None:
+    # Inline mode performs exactly the jobs just written (and what they enqueue), as GoodJob.
     if current_settings().execution_mode == "inline" and _connection.get() is None:
-        from goodjob_mp.modes import perform_inline
-
-        perform_inline()
+        now = utcnow()
+        inline.perform_enqueued([row.id for row in rows if row.scheduled_at <= now])
 
 
 def enqueue(

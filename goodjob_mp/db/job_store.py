@@ -241,6 +241,20 @@ def claim_jobs(
     return jobs
 
 
+_CLAIM_BY_ID = _CLAIM.format(filter="AND id = ANY(%(ids)s)", order=_PLAIN_ORDER)
+
+
+def claim_jobs_by_id(
+    conn: psycopg.Connection, ids: Sequence[uuid.UUID], process_id: uuid.UUID
+) -> list[ClaimedJob]:
+    """Lock these jobs for this process if they are still runnable and due (inline mode
+    performs exactly the jobs it enqueued)."""
+    params = {"process_id": process_id, "now": utcnow(), "limit": len(ids), "ids": list(ids)}
+    jobs = [ClaimedJob(*row) for row in conn.execute(_CLAIM_BY_ID, params).fetchall()]
+    jobs.sort(key=lambda j: (_prio(j), j.scheduled_at))
+    return jobs
+
+
 def _prio(job: ClaimedJob) -> float:
     return job.priority if job.priority is not None else float("inf")
 
