@@ -10,12 +10,17 @@ The public API, re-exported from the modules that own it::
     send_welcome.perform_later(42)
 """
 
+# ``gj.enqueue("RubyMailer", [42], queue="mailers")`` is the module goodjob_mp.enqueue itself,
+# made callable (see the end of that module): a function of that name here would hide the
+# submodule from attribute access (``goodjob_mp.enqueue.bulk``, monkeypatch paths).
+from goodjob_mp import enqueue
 from goodjob_mp.config import ConfigError, Settings, configure, current_settings, load_settings
 from goodjob_mp.db.connection import DatabaseUnavailableError
+from goodjob_mp.db.job_reads import JobExecution, JobInfo, find
 from goodjob_mp.db.migrate import SchemaOutdatedError
-from goodjob_mp.enqueue import EnqueuedJob, bulk, using_connection
+from goodjob_mp.enqueue import EnqueuedJob, bulk, flush_enqueue_events, using_connection
 from goodjob_mp.events import subscribe
-from goodjob_mp.execution import current_thread_shutting_down
+from goodjob_mp.execution import current_thread_running, current_thread_shutting_down
 from goodjob_mp.jobs import (
     INFINITE,
     DiscardOn,
@@ -24,9 +29,11 @@ from goodjob_mp.jobs import (
     RetryOn,
     UnknownJobClassError,
     job,
+    rescue_from,
 )
 from goodjob_mp.modes import perform_inline, shutdown, start_async
 from goodjob_mp.serialization import DeserializationError, GlobalID, SerializationError
+from goodjob_mp.timeouts import JobTimeoutError
 
 __version__ = "0.1.0"
 
@@ -40,6 +47,9 @@ __all__ = [
     "GlobalID",
     "Job",
     "JobDefinitionError",
+    "JobExecution",
+    "JobInfo",
+    "JobTimeoutError",
     "RetryOn",
     "SchemaOutdatedError",
     "SerializationError",
@@ -48,10 +58,15 @@ __all__ = [
     "bulk",
     "configure",
     "current_settings",
+    "current_thread_running",
     "current_thread_shutting_down",
+    "enqueue",
+    "find",
+    "flush_enqueue_events",
     "job",
     "load_settings",
     "perform_inline",
+    "rescue_from",
     "shutdown",
     "start_async",
     "subscribe",
