@@ -62,7 +62,11 @@ def _raise_in(thread_id: int, exc_type: type[BaseException] | None) -> None:
 
 class _Watchdog:
     def __init__(self) -> None:
-        self.cond = threading.Condition()
+        # A job thread takes only the bare lock (its enter/exit are C calls, so an async
+        # exception cannot land between acquiring and releasing); Condition's Python-level
+        # methods run on the watchdog thread, or in arm() before any deadline of this job exists.
+        self.lock = threading.Lock()
+        self.cond = threading.Condition(self.lock)
         self.heap: list[_Deadline] = []
         self.seq = itertools.count()
         self.thread = threading.Thread(target=self._run, name="goodjob-timeouts", daemon=True)
@@ -76,7 +80,7 @@ class _Watchdog:
         return deadline
 
     def disarm(self, deadline: _Deadline) -> None:
-        with self.cond:
+        with self.lock:
             deadline.active = False
             fired = deadline.fired
         if fired:

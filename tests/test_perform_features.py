@@ -416,3 +416,51 @@ def test_perform_later_is_typed_from_the_function_signature(tmp_path):
     assert 'sample.py:7: error: Unexpected keyword argument "colour"' in out, out
     assert "sample.py:4:" not in out and "sample.py:5:" not in out, out
     assert 'Revealed type is "uuid.UUID"' in out, out
+
+
+@pytest.mark.timeout(120)
+def test_deadlines_at_the_edge_never_escape_their_block_nor_hang_a_thread():
+    """Many threads whose work ends right around their deadline: every JobTimeoutError lands
+    inside its time_limit block, and no thread is left holding the watchdog's lock (before the
+    job threads took only the bare lock, this deadlocked)."""
+    import random
+    import threading
+    import time
+
+    from goodjob_mp.timeouts import JobTimeoutError, time_limit
+
+    counts = {"inside": 0, "outside": 0, "other": 0}
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(0.0005)  # more thread switches, more edges
+
+    def busy(seconds: float) -> None:
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            pass
+
+    def worker() -> None:
+        try:
+            for _ in range(300):
+                try:
+                    try:
+                        with time_limit(0.003):
+                            busy(random.uniform(0.002, 0.004))
+                    except JobTimeoutError:
+                        counts["inside"] += 1
+                    busy(0.002)
+                except JobTimeoutError:
+                    counts["outside"] += 1
+        except BaseException:
+            counts["other"] += 1
+
+    threads = [threading.Thread(target=worker, daemon=True) for _ in range(4)]
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(100)
+    finally:
+        sys.setswitchinterval(interval)
+    assert not any(thread.is_alive() for thread in threads), "a thread hung"
+    assert counts["outside"] == 0 and counts["other"] == 0, counts
+    assert counts["inside"] > 0, counts
