@@ -15,12 +15,17 @@ only enqueues never imports it.
 
 from typing import TYPE_CHECKING, Any
 
+# ``gj.enqueue("RubyMailer", [42], queue="mailers")`` is the module goodjob_mp.enqueue itself,
+# made callable (see the end of that module): a function of that name here would hide the
+# submodule from attribute access (``goodjob_mp.enqueue.bulk``, monkeypatch paths).
+from goodjob_mp import enqueue
 from goodjob_mp.config import ConfigError, Settings, configure, current_settings, load_settings
 from goodjob_mp.db.connection import DatabaseUnavailableError
+from goodjob_mp.db.job_reads import JobExecution, JobInfo, find
 from goodjob_mp.db.migrate import SchemaOutdatedError
-from goodjob_mp.enqueue import EnqueuedJob, bulk, using_connection
+from goodjob_mp.enqueue import EnqueuedJob, bulk, flush_enqueue_events, using_connection
 from goodjob_mp.events import subscribe
-from goodjob_mp.execution import current_thread_shutting_down
+from goodjob_mp.execution import current_thread_running, current_thread_shutting_down
 from goodjob_mp.inline import perform_inline
 from goodjob_mp.jobs import (
     INFINITE,
@@ -30,8 +35,10 @@ from goodjob_mp.jobs import (
     RetryOn,
     UnknownJobClassError,
     job,
+    rescue_from,
 )
 from goodjob_mp.serialization import DeserializationError, GlobalID, SerializationError
+from goodjob_mp.timeouts import JobTimeoutError
 
 if TYPE_CHECKING:
     from goodjob_mp.modes import shutdown, start_async
@@ -48,6 +55,9 @@ __all__ = [
     "GlobalID",
     "Job",
     "JobDefinitionError",
+    "JobExecution",
+    "JobInfo",
+    "JobTimeoutError",
     "RetryOn",
     "SchemaOutdatedError",
     "SerializationError",
@@ -56,10 +66,15 @@ __all__ = [
     "bulk",
     "configure",
     "current_settings",
+    "current_thread_running",
     "current_thread_shutting_down",
+    "enqueue",
+    "find",
+    "flush_enqueue_events",
     "job",
     "load_settings",
     "perform_inline",
+    "rescue_from",
     "shutdown",
     "start_async",
     "subscribe",

@@ -63,7 +63,7 @@ def retry_wait_seconds(
         delay = wait.total_seconds()
         _require_seconds(delay, "retry wait", "use a timedelta of zero or more", shown=wait)
         return delay + _jitter(delay, jitter, rand)
-    if _is_real(wait):
+    if isinstance(wait, (int, float)) and _is_real(wait):
         _require_seconds(wait, "retry wait", "use a number of seconds >= 0")
         delay = float(wait)
         return delay + _jitter(delay, jitter, rand)
@@ -130,5 +130,7 @@ def _require_whole(value: object, what: str, *, minimum: int) -> None:
 
 def _require_seconds(value: object, what: str, fix: str, *, shown: object = None) -> None:
     shown = value if shown is None else shown
-    if not _is_real(value) or not math.isfinite(value) or value < 0:
+    if not isinstance(value, (int, float)) or not _is_real(value):
+        raise ValueError(f"{what} {shown!r} is invalid; {fix}")
+    if not math.isfinite(value) or value < 0:
         raise ValueError(f"{what} {shown!r} is invalid; {fix}")

@@ -13,7 +13,9 @@ import contextvars
 import datetime as dt
 import functools
 import os
+import sys
 import threading
+import types
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -107,7 +109,7 @@ def flush_enqueue_events() -> None:
         return
     txids = sorted({txid for txid, _ in pending})
     with enqueue_connection() as conn:
-        status = dict(conn.execute(_TXID_STATUS, (txids,)).fetchall())
+        status: dict[int, str | None] = dict(conn.execute(_TXID_STATUS, (txids,)).fetchall())
     still_open = [(txid, row) for txid, row in pending if status.get(txid) == "in progress"]
     committed = [row for txid, row in pending if status.get(txid) == "committed"]
     pending[:] = still_open
@@ -204,13 +206,34 @@ def build_job(
     cron_at: dt.datetime | None = None,
 ) -> NewJob:
     """The row for one ``perform_later``; raises SerializationError before anything is written."""
-    defaults = job_cls.default_options()
+    job_class = job_cls.job_class_name or job_cls.__qualname__
+    return build_row(
+        job_class,
+        job_cls.default_options(),
+        args,
+        kwargs,
+        options,
+        cron_key=cron_key,
+        cron_at=cron_at,
+    )
+
+
+def build_row(
+    job_class: str,
+    defaults: EnqueueOptions,
+    args: Sequence[Any],
+    kwargs: Mapping[str, Any],
+    options: EnqueueOptions,
+    *,
+    cron_key: str | None = None,
+    cron_at: dt.datetime | None = None,
+) -> NewJob:
+    """The row for a job of class name ``job_class``, with its class's ``defaults``."""
     queue_name = options.queue or defaults.queue or DEFAULT_QUEUE
     # Active Job's priority (null when unset) goes into serialized_params; the column gets
     # GoodJob's DEFAULT_PRIORITY in its place, as GoodJob writes it.
     priority = options.priority if options.priority is not None else defaults.priority
     labels = options.labels if options.labels is not None else defaults.labels
-    job_class = job_cls.job_class_name or job_cls.__qualname__
     arguments = serialize_arguments(
         args, kwargs, job_name=job_class, policy=write_policy(current_settings())
     )
@@ -278,7 +301,10 @@ def enqueue(
     connection: psycopg.Connection | None = None,
 ) -> EnqueuedJob:
     """Write one job (or add it to the surrounding ``bulk()``) and return its handle."""
-    row = build_job(job_cls, args, kwargs, options)
+    return _write(build_job(job_cls, args, kwargs, options), connection)
+
+
+def _write(row: NewJob, connection: psycopg.Connection | None) -> EnqueuedJob:
     collected = _bulk.get()
     if collected is not None:
         collected.rows.append(row)
@@ -295,9 +321,51 @@ def enqueue(
     return _handle(row)
 
 
+def enqueue_named(
+    job_class: str,
+    args: Sequence[Any] = (),
+    kwargs: Mapping[str, Any] | None = None,
+    **options: Any,
+) -> EnqueuedJob:
+    """``goodjob_mp.enqueue("RubyMailer", [42], queue="mailers")``: enqueue a job by its class
+    name, with no Python class (e.g. for a Rails app on the same database).
+
+    ``options`` are those of ``set()``: ``queue``, ``priority``, ``wait``, ``wait_until``,
+    ``labels``. Keyword arguments for the job go in ``kwargs`` (Ruby keyword arguments). A name
+    that a Python job answers to uses that job's defaults.
+    """
+    if not isinstance(job_class, str) or not job_class.strip():
+        raise ValueError(f"job_class must be a class name such as 'RubyMailer', got {job_class!r}")
+    if isinstance(args, (str, bytes)) or not isinstance(args, Sequence):
+        raise TypeError(f"args must be a list of arguments, got {args!r}")
+    from goodjob_mp.jobs import _make_options, _registry
+
+    python_job = _registry.get(job_class)
+    defaults = python_job.default_options() if python_job is not None else EnqueueOptions()
+    row = build_row(job_class, defaults, args, kwargs or {}, _make_options(**options))
+    return _write(row, None)
+
+
 def insert_row(conn: psycopg.Connection, row: NewJob) -> bool:
     """Insert a prepared row (cron uses this); False when its (cron_key, cron_at) existed."""
     inserted = insert_job(conn, row)
     if inserted:
         _emit_after_commit(conn, [row])
     return inserted
+
+
+class _CallableModule(types.ModuleType):
+    """Lets ``goodjob_mp.enqueue(...)`` call ``enqueue_named`` while the name stays this
+    module for every import and attribute path."""
+
+    def __call__(
+        self,
+        job_class: str,
+        args: Sequence[Any] = (),
+        kwargs: Mapping[str, Any] | None = None,
+        **options: Any,
+    ) -> EnqueuedJob:
+        return enqueue_named(job_class, args, kwargs, **options)
+
+
+sys.modules[__name__].__class__ = _CallableModule

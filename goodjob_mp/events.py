@@ -2,10 +2,12 @@
 
 Events and their payload keys:
 
-- ``enqueue``: job_id, job_class, queue_name, priority, scheduled_at
+- ``enqueue``: job_id, job_class, queue_name, priority, scheduled_at; fired once the row is
+  committed, never for a rolled-back enqueue (see ``goodjob_mp.enqueue.using_connection``)
 - ``perform_start``: job_id, job_class, queue_name, executions
 - ``perform_finish``: job_id, job_class, queue_name, duration, outcome, error
-  (outcome: ``succeeded``, ``retried``, ``discarded``, ``failed``, ``retry_stopped``)
+  (outcome: ``succeeded``, ``retried``, ``handled``, ``discarded``, ``failed``,
+  ``retry_stopped``)
 - ``retry``: job_id, job_class, error, wait
 - ``discard``: job_id, job_class, error
 - ``interrupt``: job_id, job_class, interrupts

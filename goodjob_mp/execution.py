@@ -27,6 +27,7 @@ from goodjob_mp.db import job_store
 from goodjob_mp.db.job_store import ClaimedJob, JobResult, utcnow
 from goodjob_mp.jobs import Job, RetryOn, UnknownJobClassError, importable_packages, lookup
 from goodjob_mp.serialization import DeserializationError, deserialize_arguments
+from goodjob_mp.timeouts import time_limit
 
 log = logging.getLogger("goodjob_mp.job")
 
@@ -96,6 +97,12 @@ def should_preserve(settings: Settings, job: ClaimedJob, outcome: str, error: st
 _current = threading.local()
 
 
+def current_thread_running() -> bool:
+    """True on a thread that is performing a job right now (GoodJob's
+    ``current_thread_running?``): e.g. to skip work that only a web request needs."""
+    return bool(getattr(_current, "running", False))
+
+
 def current_thread_shutting_down() -> bool:
     """True inside a job whose worker is shutting down: long jobs may stop early and retry."""
     check: Callable[[], bool] | None = getattr(_current, "shutting_down", None)
@@ -132,7 +139,8 @@ def close_interrupted_attempt(
     """A claimed job whose earlier attempt was cut off: record that attempt as interrupted
     (event 0) and announce it. Returns the discard result of a poison job, which must not run
     again, or None when the job should be performed."""
-    job_store.record_interrupt(conn, job, interrupted_message(job.prev_performed_at), utcnow())
+    started_at = job.prev_performed_at or utcnow()  # set for every interrupted claim
+    job_store.record_interrupt(conn, job, interrupted_message(started_at), utcnow())
     log.warning(
         "job %s %s was interrupted (attempt started %s); %d interrupt(s) so far",
         job.id,
@@ -232,8 +240,10 @@ def _perform(job: ClaimedJob, settings: Settings) -> JobResult:
             queue_name=job.queue_name,
             executions=instance.executions,
         )
+    _current.running = True
     try:
-        instance.perform(*args, **kwargs)
+        with time_limit(job_cls._timeout_seconds):
+            instance.run_callbacks_and_perform(args, kwargs)
     except BaseException as exc:  # job code's sys.exit()/KeyboardInterrupt fail the attempt too
         result = _failed(job, job_cls, instance, params, exc, started, settings)
     else:
@@ -245,6 +255,8 @@ def _perform(job: ClaimedJob, settings: Settings) -> JobResult:
             preserve=should_preserve(settings, job, "succeeded", None),
             had_executions=job.executions_count > 1,
         )
+    finally:
+        _current.running = False
     _finish_events(job, job_class, result, time.perf_counter() - t0)
     return result
 
@@ -276,6 +288,18 @@ def _failed(
                 job, params, instance, counts, error, backtrace, wait, RETRIED, started, rule
             )
         return _final(job, started, error, backtrace, RETRY_STOPPED, "retry_stopped", settings)
+    if job_cls._rescues:
+        try:
+            handled = instance.rescue_with_handler(exc)
+        except BaseException as handler_error:  # the handler failed: that error is unhandled
+            exc, error, backtrace = (
+                handler_error,
+                error_string(handler_error),
+                backtrace_lines(handler_error),
+            )
+        else:
+            if handled:
+                return _final(job, started, error, backtrace, HANDLED, "handled", settings)
     _report_thread_error(exc, settings)
     if settings.retry_on_unhandled_error:
         # GoodJob retries at once; a polynomial wait keeps a broken job from spinning the queue.

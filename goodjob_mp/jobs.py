@@ -16,11 +16,14 @@ import logging
 import math
 import sys
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, ParamSpec, TypeVar, overload
 
 from goodjob_mp.backoff import retry_wait_seconds
+
+if TYPE_CHECKING:
+    from goodjob_mp.enqueue import EnqueuedJob as EnqueuedJobHandle
 
 log = logging.getLogger("goodjob_mp.jobs")
 
@@ -324,6 +327,59 @@ class ConfiguredJob:
         return self.job_cls.perform_now(*args, **kwargs)
 
 
+# --- rescue_from ------------------------------------------------------------------------------
+
+_RESCUES_ATTR = "_goodjob_rescue_from"
+
+
+def rescue_from(
+    *exceptions: type[BaseException],
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Mark a ``Job`` method as the handler of ``exceptions`` (Active Job's ``rescue_from``)::
+
+        @gj.rescue_from(CardDeclined)
+        def declined(self, error: CardDeclined) -> None: ...
+
+    A handled error finishes the job, recorded as handled (``error_event`` 2). ``retry_on`` and
+    ``discard_on`` are consulted first; among handlers, a subclass's come before its base's and,
+    as in Rails, a later one in a class body before an earlier one.
+    """
+    types = _exception_types(exceptions, "rescue_from")
+
+    def mark(method: Callable[..., Any]) -> Callable[..., Any]:
+        if not callable(method):
+            raise JobDefinitionError(f"rescue_from decorates a method, got {method!r}")
+        setattr(method, _RESCUES_ATTR, (*getattr(method, _RESCUES_ATTR, ()), *types))
+        return method
+
+    return mark
+
+
+def _rescue_handlers(cls: type) -> tuple[tuple[tuple[type[BaseException], ...], str], ...]:
+    handlers: list[tuple[tuple[type[BaseException], ...], str]] = []
+    seen: set[str] = set()
+    for klass in cls.__mro__:
+        for name, member in reversed(list(vars(klass).items())):
+            types = getattr(member, _RESCUES_ATTR, None)
+            if types and name not in seen:
+                seen.add(name)
+                handlers.append((types, name))
+    return tuple(handlers)
+
+
+def _check_timeout(value: Any, owner: str) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, dt.timedelta):
+        value = value.total_seconds()
+    if not _is_number(value) or not math.isfinite(value) or value <= 0:
+        raise JobDefinitionError(
+            f"{owner}.timeout = {value!r} is invalid; use seconds > 0 (or a timedelta), or None "
+            "for no limit"
+        )
+    return float(value)
+
+
 # --- the Job class ----------------------------------------------------------------------------
 
 
@@ -337,25 +393,61 @@ class Job:
     job_class_name: ClassVar[str | None] = None
     retry_on: ClassVar[Sequence[Any]] = ()
     discard_on: ClassVar[Sequence[Any]] = ()
+    # Seconds (or a timedelta) after which JobTimeoutError is raised in the job; None: no limit.
+    timeout: ClassVar[float | dt.timedelta | None] = None
 
     # Filled in for the instance that performs a job.
     job_id: str | None = None
     executions: int = 0
     provider_job_id: str | None = None
+    arguments: tuple[tuple[Any, ...], dict[str, Any]] = ((), {})
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         cls._retry_rules = _as_retry_rules(cls.retry_on, cls.__qualname__)
         cls._discard_types = _as_discard_types(cls.discard_on, cls.__qualname__)
+        cls._rescues = _rescue_handlers(cls)
+        cls._timeout_seconds = _check_timeout(cls.timeout, cls.__qualname__)
         if "job_class_name" not in cls.__dict__ or cls.__dict__["job_class_name"] is None:
             cls.job_class_name = f"{_import_name(cls.__module__)}.{cls.__qualname__}"
-        register(cls.job_class_name, cls)
+        register(cls.job_class_name or cls.__qualname__, cls)
 
     _retry_rules: ClassVar[tuple[RetryOn, ...]] = ()
     _discard_types: ClassVar[tuple[type[BaseException], ...]] = ()
+    _rescues: ClassVar[tuple[tuple[tuple[type[BaseException], ...], str], ...]] = ()
+    _timeout_seconds: ClassVar[float | None] = None
 
     def perform(self, *args: Any, **kwargs: Any) -> Any:
         raise NotImplementedError(f"{type(self).__name__}.perform is not defined")
+
+    # --- perform callbacks (Active Job's before/around/after_perform) --------------------------
+    # Override them; call super() to keep a base class's. ``self.arguments`` holds the call.
+
+    def before_perform(self) -> None:
+        """Runs before ``perform``; an exception here fails the attempt, unperformed."""
+
+    def around_perform(self, perform: Callable[[], Any]) -> Any:
+        """Wraps ``perform``: call ``perform()`` exactly once (not calling it skips the job)."""
+        return perform()
+
+    def after_perform(self) -> None:
+        """Runs after ``perform`` returned (not after an exception)."""
+
+    def run_callbacks_and_perform(self, args: Sequence[Any], kwargs: Mapping[str, Any]) -> Any:
+        """``before_perform``, ``around_perform(perform)``, ``after_perform``, in that order."""
+        self.arguments = (tuple(args), dict(kwargs))
+        self.before_perform()
+        result = self.around_perform(lambda: self.perform(*args, **kwargs))
+        self.after_perform()
+        return result
+
+    def rescue_with_handler(self, error: BaseException) -> bool:
+        """Run the ``rescue_from`` handler for ``error``; False when there is none."""
+        for types, name in self._rescues:
+            if isinstance(error, types):
+                getattr(self, name)(error)
+                return True
+        return False
 
     @classmethod
     def default_options(cls) -> EnqueueOptions:
@@ -366,7 +458,7 @@ class Job:
             options = EnqueueOptions(
                 cls.queue_name, cls.priority, None, clean_labels(cls.labels) or None
             )
-            cls._default_options_cache = cached = (key, options)
+            cls._default_options_cache = cached = (key, options)  # type: ignore[attr-defined]
         return cached[1]
 
     @classmethod
@@ -382,13 +474,25 @@ class Job:
 
     @classmethod
     def perform_now(cls, *args: Any, **kwargs: Any) -> Any:
-        """Run here and now, without the queue; exceptions propagate."""
+        """Run here and now, without the queue, with callbacks, ``timeout`` and ``rescue_from``
+        handlers; other exceptions propagate (no retry_on/discard_on: there is no queue)."""
+        from goodjob_mp.timeouts import time_limit
+
         instance = cls()
         instance.executions = 1
-        return instance.perform(*args, **kwargs)
+        try:
+            with time_limit(cls._timeout_seconds):
+                return instance.run_callbacks_and_perform(args, kwargs)
+        except Exception as error:
+            if instance.rescue_with_handler(error):
+                return None
+            raise
 
 
 # --- the decorator ----------------------------------------------------------------------------
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
 @dataclass
@@ -399,35 +503,60 @@ class _DecoratorOptions:
     name: str | None = None
     retry_on: Sequence[Any] = field(default_factory=tuple)
     discard_on: Sequence[Any] = field(default_factory=tuple)
+    timeout: float | dt.timedelta | None = None
 
 
-class JobFunction:
-    """What ``@job`` returns: still callable as the plain function, plus the Job API."""
+class TypedConfiguredJob(Generic[P, R]):
+    """``fn.set(...)`` of a decorated function: ``perform_later`` checks the function's
+    parameters in a type checker."""
 
-    def __init__(self, fn: Callable[..., Any], job_cls: type[Job]) -> None:
+    def __init__(self, configured: ConfiguredJob) -> None:
+        self._configured = configured
+
+    def set(self, **options: Any) -> TypedConfiguredJob[P, R]:
+        return TypedConfiguredJob(self._configured.set(**options))
+
+    def perform_later(self, *args: P.args, **kwargs: P.kwargs) -> EnqueuedJobHandle:
+        return self._configured.perform_later(*args, **kwargs)  # type: ignore[no-any-return]
+
+    def perform_now(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        return self._configured.perform_now(*args, **kwargs)  # type: ignore[no-any-return]
+
+
+class JobFunction(Generic[P, R]):
+    """What ``@job`` returns: still callable as the plain function, plus the Job API, typed
+    from the function's signature (``ParamSpec``) so that type checkers check the arguments of
+    ``perform_later`` and ``perform_now``."""
+
+    def __init__(self, fn: Callable[P, R], job_cls: type[Job]) -> None:
         functools.update_wrapper(self, fn)
         self.fn = fn
         self.job_class = job_cls
 
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
         return self.fn(*args, **kwargs)
 
-    def set(self, **options: Any) -> ConfiguredJob:
-        return self.job_class.set(**options)
+    def set(self, **options: Any) -> TypedConfiguredJob[P, R]:
+        return TypedConfiguredJob(self.job_class.set(**options))
 
-    def perform_later(self, *args: Any, **kwargs: Any) -> Any:
-        return self.job_class.perform_later(*args, **kwargs)
+    def perform_later(self, *args: P.args, **kwargs: P.kwargs) -> EnqueuedJobHandle:
+        return self.job_class.perform_later(*args, **kwargs)  # type: ignore[no-any-return]
 
-    def perform_now(self, *args: Any, **kwargs: Any) -> Any:
-        return self.job_class.perform_now(*args, **kwargs)
+    def perform_now(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        return self.job_class.perform_now(*args, **kwargs)  # type: ignore[no-any-return]
 
     @property
     def job_class_name(self) -> str:
         return self.job_class.job_class_name  # type: ignore[return-value]
 
 
+@overload
+def job(fn: Callable[P, R], /) -> JobFunction[P, R]: ...
+
+
+@overload
 def job(
-    fn: Callable[..., Any] | None = None,
+    fn: None = None,
     *,
     queue: str = DEFAULT_QUEUE,
     priority: int | None = None,
@@ -435,11 +564,25 @@ def job(
     name: str | None = None,
     retry_on: Sequence[Any] = (),
     discard_on: Sequence[Any] = (),
-) -> Any:
-    """Turn a function into a job: ``@job`` or ``@job(queue="mail", priority=-1, ...)``."""
-    opts = _DecoratorOptions(queue, priority, labels, name, retry_on, discard_on)
+    timeout: float | dt.timedelta | None = None,
+) -> Callable[[Callable[P, R]], JobFunction[P, R]]: ...
 
-    def wrap(func: Callable[..., Any]) -> JobFunction:
+
+def job(
+    fn: Callable[P, R] | None = None,
+    *,
+    queue: str = DEFAULT_QUEUE,
+    priority: int | None = None,
+    labels: Sequence[str] = (),
+    name: str | None = None,
+    retry_on: Sequence[Any] = (),
+    discard_on: Sequence[Any] = (),
+    timeout: float | dt.timedelta | None = None,
+) -> JobFunction[P, R] | Callable[[Callable[P, R]], JobFunction[P, R]]:
+    """Turn a function into a job: ``@job`` or ``@job(queue="mail", priority=-1, ...)``."""
+    opts = _DecoratorOptions(queue, priority, labels, name, retry_on, discard_on, timeout)
+
+    def wrap(func: Callable[P, R]) -> JobFunction[P, R]:
         def perform(self: Job, *args: Any, **kwargs: Any) -> Any:
             return func(*args, **kwargs)
 
@@ -457,6 +600,7 @@ def job(
                 "job_class_name": opts.name,
                 "retry_on": tuple(opts.retry_on),
                 "discard_on": tuple(opts.discard_on),
+                "timeout": opts.timeout,
             },
         )
         return JobFunction(func, job_cls)

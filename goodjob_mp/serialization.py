@@ -474,7 +474,7 @@ def _write_date(value: date, seen: set[int]) -> dict[str, Any]:
     return _tagged(_DATE, value=value.isoformat())
 
 
-def _write_decimal(value: Decimal, seen: set[int]) -> dict[str, Any]:
+def _write_decimal(value: Decimal, seen: set[int]) -> dict[str, Any] | str:
     if not value.is_finite():
         raise _Refused(value, "only finite decimals are supported; pass None or a string instead")
     if seen.policy.decimal_format == "string":  # type: ignore[attr-defined]
@@ -809,7 +809,8 @@ def _parse_datetime(value: dict[str, Any], *, aware: bool) -> datetime:
         zone = timezone(-offset if match[9] == "-" else offset)
     fraction = (match[7] or "")[:6].ljust(6, "0")  # Ruby keeps nanoseconds; Python cannot
     try:
-        return datetime(*(int(match[i]) for i in range(1, 7)), int(fraction), tzinfo=zone)
+        year, month, day, hour, minute, second = (int(match[i]) for i in range(1, 7))
+        return datetime(year, month, day, hour, minute, second, int(fraction), tzinfo=zone)
     except ValueError as exc:
         raise _Unreadable(f"invalid date-time {text!r}: {exc}")
 

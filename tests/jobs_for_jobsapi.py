@@ -42,3 +42,31 @@ class NulMessageJob(gj.Job):
 
     def perform(self) -> None:
         raise ValueError("bad\x00byte and a lone \udc80 surrogate")
+
+
+class TimedOutJob(gj.Job):
+    """Runs Python code past its timeout (small sleeps, so the exception is delivered)."""
+
+    queue_name = "jobsapi"
+    timeout = 0.3
+
+    def perform(self, seconds: float) -> None:
+        import time
+
+        record("timed", f"start:{self.executions}")
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            time.sleep(0.01)
+        record("timed", f"end:{self.executions}")
+
+
+class RetriedTimeoutJob(TimedOutJob):
+    retry_on = [gj.RetryOn(TimeoutError, wait=0, attempts=2, jitter=0)]
+
+
+@gj.job(queue="jobsapi", timeout=5)
+def quick_after_timeout(tag: str) -> None:
+    import time
+
+    time.sleep(0.5)  # longer than the other job's limit: a late deadline must not hit us
+    record("quick", f"{tag}:{gj.current_thread_running()}")
