@@ -20,6 +20,7 @@ import psycopg
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
+from goodjob_mp.db import start_journal
 from goodjob_mp.queues import QueueSelector
 
 NOTIFY_CHANNEL = "good_job"
@@ -418,10 +419,16 @@ def release_unstarted(
     return cur.rowcount
 
 
-# Jobs locked by processes that are gone: unlock, keep performed_at so the next claimer sees
-# the cut-off attempt and records it as interrupted.
+# Jobs locked by processes that are gone: unlock. A job the process had really started keeps
+# performed_at, so the next claimer records the cut-off attempt as interrupted; a job it had only
+# claimed (buffered, per its start journal) goes back as if never claimed.
 HAND_BACK = """
-UPDATE good_jobs SET locked_by_id = NULL, locked_at = NULL, lock_type = NULL, updated_at = %(now)s
+UPDATE good_jobs
+SET locked_by_id = NULL, locked_at = NULL, lock_type = NULL, updated_at = %(now)s,
+    performed_at = CASE WHEN locked_by_id = ANY(%(journaled)s) AND id <> ALL(%(started)s)
+        THEN NULL ELSE performed_at END,
+    executions_count = CASE WHEN locked_by_id = ANY(%(journaled)s) AND id <> ALL(%(started)s)
+        THEN GREATEST(COALESCE(executions_count, 1) - 1, 0) ELSE executions_count END
 WHERE locked_by_id = ANY(%(process_ids)s) AND finished_at IS NULL
 RETURNING queue_name
 """
@@ -433,13 +440,30 @@ def hand_back_jobs(conn: psycopg.Connection, process_ids: Sequence[uuid.UUID]) -
     if not process_ids:
         return 0
     now = utcnow()
+    journaled: list[uuid.UUID] = []
+    started: set[uuid.UUID] = set()
+    for process_id in process_ids:
+        ids = start_journal.read_started(process_id)
+        if ids is not None:
+            journaled.append(process_id)
+            started |= ids
+    params = {
+        "process_ids": list(process_ids),
+        "now": now,
+        "journaled": journaled,
+        "started": list(started),
+    }
     with conn.transaction():
-        queues = [
-            r[0] for r in conn.execute(HAND_BACK, {"process_ids": list(process_ids), "now": now})
-        ]
-        for queue_name in sorted(set(queues)):
+        rows = [r[0] for r in conn.execute(HAND_BACK, params)]
+        queues = set(rows)
+        # A NULL queue_name is legal in GoodJob's schema: wake every pool for it.
+        for queue_name in sorted(q for q in queues if q is not None):
             conn.execute(NOTIFY, (NOTIFY_CHANNEL, notify_payload(queue_name, now)))
-    return len(queues)
+        if None in queues:
+            conn.execute(NOTIFY, (NOTIFY_CHANNEL, ""))
+    for process_id in journaled:
+        start_journal.remove(process_id)
+    return len(rows)
 
 
 SCHEDULED_TIMES = """

@@ -36,6 +36,7 @@ from goodjob_mp.config import Settings
 from goodjob_mp.db import job_store, processes
 from goodjob_mp.db.connection import connect
 from goodjob_mp.db.migrate import ensure_current
+from goodjob_mp.db.start_journal import StartJournal
 from goodjob_mp.execution import (
     close_interrupted_attempt,
     perform,
@@ -88,6 +89,7 @@ class Worker:
         self._threads: list[threading.Thread] = []
         self._executors: list[threading.Thread] = []
         self._fetch_conn: psycopg.Connection | None = None
+        self._journal: StartJournal | None = None
         self.listener_connected = False
         self.started = False
         self.last_activity = time.monotonic()
@@ -109,6 +111,7 @@ class Worker:
             conn.close()
             raise
         self._fetch_conn = conn
+        self._journal = StartJournal(self.process_id)
         self._spawn(self._fetch_loop, "gj-fetcher")
         self._spawn(self._complete_loop, "gj-completer")
         for i in range(self.max_threads):
@@ -320,6 +323,8 @@ class Worker:
         work = self._work
         results = self._results
         settings = self.settings
+        journal = self._journal
+        assert journal is not None
         while True:
             job = work.get()
             if job is None:
@@ -330,6 +335,8 @@ class Worker:
                 self._need_capacity = False
                 self._wake.set()
             t0 = time.perf_counter()
+            # Before the body: after a kill -9 only journaled jobs count as interrupted.
+            journal.started(job.id)
             try:
                 result = perform(job, settings)
             except BaseException as exc:  # a bug in our code, not the job's: keep the job
@@ -386,8 +393,11 @@ class Worker:
                     if cleaner.record(sum(r.finished for r in batch)):
                         conn = self._cleanup(conn)
         finally:
-            self._deregister(conn)
+            deregistered = self._deregister(conn)
             conn.close()
+            if self._journal is not None:
+                # Kept when the row stays: whoever hands its jobs back still needs it.
+                self._journal.close(remove=deregistered)
             if self._fetch_conn is not None:
                 self._fetch_conn.close()
             self._stopped.set()
@@ -429,11 +439,12 @@ class Worker:
                 return connect()
         return conn
 
-    def _deregister(self, conn: psycopg.Connection) -> None:
+    def _deregister(self, conn: psycopg.Connection) -> bool:
         try:
             processes.deregister_process(conn, self.process_id)
         except psycopg.Error:
-            pass
+            return False
+        return True
 
     # --- listener ---------------------------------------------------------------------------
 
