@@ -80,6 +80,12 @@ class Settings:
     embedded: bool = False
     # Most connections enqueue keeps open per process (threads share them; one write each).
     enqueue_pool_size: int = 5
+    # A job whose class this process cannot resolve: "skip" leaves it (unclaimed) to a process
+    # that can; "discard" claims and discards it with UnknownJobClassError.
+    on_unknown_job_class: str = "skip"
+    # Hold GoodJob's per-job advisory lock while a job is claimed (so a Rails GoodJob sharing the
+    # database never runs it too): "auto" when a GoodJob process row is seen, "always", "never".
+    advisory_locks: str = "auto"
 
     def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **changes)
@@ -170,6 +176,8 @@ _TEXT_PARSERS: dict[str, Callable[[str], Any]] = {
     "log_level": lambda t: t.strip().lower(),
     "embedded": _parse_bool,
     "enqueue_pool_size": int,
+    "on_unknown_job_class": lambda t: t.strip().lower(),
+    "advisory_locks": lambda t: t.strip().lower(),
 }
 
 ENV_PREFIX = "GOOD_JOB_"
@@ -325,6 +333,12 @@ def _check(settings: Settings, sources: Mapping[str, str]) -> None:
         fail("claim_buffer", "use a count >= 1")
     if settings.on_thread_error is not None and not callable(settings.on_thread_error):
         fail("on_thread_error", "use a callable taking the exception")
+    if settings.on_unknown_job_class not in ("skip", "discard"):
+        fail(
+            "on_unknown_job_class", "use 'skip' (leave it to a process that knows it) or 'discard'"
+        )
+    if settings.advisory_locks not in ("auto", "always", "never"):
+        fail("advisory_locks", "use 'auto' (when a GoodJob process is seen), 'always' or 'never'")
     if not isinstance(settings.cron, Mapping):
         fail("cron", "use a mapping of cron key -> entry")
     if settings.naive_datetimes not in ("refuse", "utc", "keep"):

@@ -11,6 +11,9 @@ Events and their payload keys:
 - ``retry``: job_id, job_class, error, wait
 - ``discard``: job_id, job_class, error
 - ``interrupt``: job_id, job_class, interrupts
+- ``result_lost``: job_id, outcome, error: an attempt's result matched no row (the job was no
+  longer locked by this process: handed back or taken by another worker), so nothing of it was
+  recorded
 
 Subscribers run on the thread where the event happens (a worker thread for perform events) and
 must be quick. An exception in a subscriber is logged and swallowed: instrumentation never breaks
@@ -24,7 +27,15 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-EVENTS = ("enqueue", "perform_start", "perform_finish", "retry", "discard", "interrupt")
+EVENTS = (
+    "enqueue",
+    "perform_start",
+    "perform_finish",
+    "retry",
+    "discard",
+    "interrupt",
+    "result_lost",
+)
 
 log = logging.getLogger("goodjob_mp.events")
 _subscribers: dict[str, tuple[Callable[..., None], ...]] = {name: () for name in EVENTS}

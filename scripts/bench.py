@@ -1,6 +1,14 @@
 """Benchmark: enqueue, drain, latency, and the raw-SQL ceiling of the same cycle, in one run.
 
     python scripts/bench.py [--jobs 20000] [--json out.json] [--supervisor] [--recovery]
+                            [--drain-only] [--advisory-locks] [--backlog [200000]]
+
+--drain-only runs only the two drains (quick before/after comparisons of the hot path).
+--advisory-locks also drains with GoodJob's per-job advisory locks taken (advisory_locks=always)
+and without (never), to show their cost.
+--backlog measures claims behind a deep queue: enqueue-to-start latency of a `latency` pool with
+N jobs waiting on queue `backlog`, and the drain rate of a `default` pool with N (and with 10,000)
+jobs waiting on `backlog`.
 
 --recovery times how long a job cut off by kill -9 takes to start again: of a child (its
 supervisor hands the job back and restarts the pool), and of a whole host (supervisor and
@@ -91,20 +99,37 @@ def bench_bulk_enqueue(conn: psycopg.Connection, n: int) -> float:
     return n / (time.perf_counter() - t0)
 
 
-def bench_drain(conn: psycopg.Connection, n: int, preserve: bool) -> float:
+def enqueue_backlog(conn: psycopg.Connection, n: int, queue: str = "backlog") -> None:
+    """``n`` runnable jobs on ``queue`` that the measured pool does not serve."""
+    with gj.bulk():
+        for _ in range(n):
+            noop.set(queue=queue).perform_later()
+
+
+def bench_drain(
+    conn: psycopg.Connection,
+    n: int,
+    preserve: bool,
+    *,
+    backlog: int = 0,
+    **settings_: object,
+) -> float:
     truncate(conn)
+    if backlog:
+        enqueue_backlog(conn, backlog)
     with gj.bulk():
         for _ in range(n):
             noop.perform_later()
     conn.execute("VACUUM ANALYZE good_jobs")
-    settings = load_settings({"preserve_job_records": preserve, "poll_interval": 1.0})
+    settings = load_settings({"preserve_job_records": preserve, "poll_interval": 1.0, **settings_})
     t0 = time.perf_counter()
     worker = Worker(settings).start()
-    while (
-        unfinished(conn)
+    left = (
+        "SELECT count(*) FROM good_jobs WHERE finished_at IS NULL AND queue_name = 'default'"
         if preserve
-        else conn.execute("SELECT count(*) FROM good_jobs").fetchone()[0]
-    ):
+        else "SELECT count(*) FROM good_jobs WHERE queue_name = 'default'"
+    )
+    while conn.execute(left).fetchone()[0]:
         time.sleep(0.05)
     took = time.perf_counter() - t0
     worker.shutdown(10)
@@ -135,8 +160,11 @@ def bench_raw_sql(conn: psycopg.Connection, n: int, batch: int = 200) -> float:
     return done / (time.perf_counter() - t0)
 
 
-def bench_latency(conn: psycopg.Connection, samples: int) -> dict[str, float]:
+def bench_latency(conn: psycopg.Connection, samples: int, backlog: int = 0) -> dict[str, float]:
     truncate(conn)
+    if backlog:
+        enqueue_backlog(conn, backlog)
+        conn.execute("VACUUM ANALYZE good_jobs")
     settings = load_settings({"queues": "latency", "max_threads": 2, "poll_interval": 10.0})
     worker = Worker(settings).start()
     while not worker.listener_connected:
@@ -300,6 +328,11 @@ def main() -> None:
         type=float,
         help="for the whole-host recovery [default: the setting's default]",
     )
+    parser.add_argument("--drain-only", action="store_true", help="only the two drains")
+    parser.add_argument("--advisory-locks", action="store_true", help="drain with/without locks")
+    parser.add_argument(
+        "--backlog", type=int, nargs="?", const=200_000, help="claims behind N waiting jobs"
+    )
     parser.add_argument("--json", help="write the results here too")
     args = parser.parse_args()
 
@@ -314,12 +347,28 @@ def main() -> None:
     try:
         with psycopg.connect(url, autocommit=True) as conn:
             migrate(conn)
-            results["single_enqueue_jobs_per_s"] = round(bench_single_enqueue(conn, args.single))
-            results["bulk_enqueue_jobs_per_s"] = round(bench_bulk_enqueue(conn, args.jobs))
-            results["raw_sql_ceiling_jobs_per_s"] = round(bench_raw_sql(conn, args.jobs))
+            if not args.drain_only:
+                results["single_enqueue_jobs_per_s"] = round(
+                    bench_single_enqueue(conn, args.single)
+                )
+                results["bulk_enqueue_jobs_per_s"] = round(bench_bulk_enqueue(conn, args.jobs))
+                results["raw_sql_ceiling_jobs_per_s"] = round(bench_raw_sql(conn, args.jobs))
             results["drain_preserve_on_jobs_per_s"] = round(bench_drain(conn, args.jobs, True))
             results["drain_preserve_off_jobs_per_s"] = round(bench_drain(conn, args.jobs, False))
-            results["latency"] = bench_latency(conn, args.latency_samples)
+            if not args.drain_only:
+                results["latency"] = bench_latency(conn, args.latency_samples)
+            if args.advisory_locks:
+                for mode in ("never", "always"):
+                    results[f"drain_advisory_locks_{mode}_jobs_per_s"] = round(
+                        bench_drain(conn, args.jobs, True, advisory_locks=mode)
+                    )
+            if args.backlog:
+                b = args.backlog
+                results[f"latency_backlog_{b}"] = bench_latency(conn, args.latency_samples, b)
+                for depth in (10_000, b):
+                    results[f"drain_default_pool_backlog_{depth}_jobs_per_s"] = round(
+                        bench_drain(conn, args.jobs, True, backlog=depth, queues="default")
+                    )
             if args.supervisor:
                 results["supervisor_two_pools_jobs_per_s"] = round(
                     bench_supervisor_drain(conn, url, args.supervisor_jobs, "*:5;*:5")

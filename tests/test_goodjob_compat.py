@@ -126,7 +126,7 @@ def test_migrate_adopts_tables_created_by_goodjob(database_url):
             count = conn.execute(
                 "SELECT count(*) FROM pg_indexes WHERE tablename LIKE 'good_job%'"
             ).fetchone()[0]
-            assert count == 32  # 27 indexes + 5 primary keys
+            assert count == 34  # 27 indexes + our 2 claim indexes + 5 primary keys
     finally:
         with psycopg.connect(database_url, autocommit=True) as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
@@ -171,18 +171,20 @@ def test_goodjob_full_index_set_is_opt_in(database_url, opt_in):
         before = conn.execute(
             "SELECT count(*) FROM pg_indexes WHERE tablename LIKE 'good_job%'"
         ).fetchone()[0]
-        assert before == 11  # 5 primary keys + 2 unique + 4 lean
+        assert before == 13  # 5 primary keys + 2 unique + 4 lean + 2 claim (0002)
         migrate(conn, goodjob_indexes=opt_in)
         after = conn.execute(
             "SELECT count(*) FROM pg_indexes WHERE tablename LIKE 'good_job%'"
         ).fetchone()[0]
-        assert after == 32
+        assert after == 34
         for (name,) in conn.execute(
             "SELECT indexname FROM pg_indexes WHERE tablename LIKE 'good_job%' AND indexname"
             " NOT LIKE '%%pkey' AND indexname NOT IN ("
             "'index_good_job_settings_on_key', 'index_good_jobs_on_cron_key_and_cron_at_cond',"
             "'index_good_jobs_for_candidate_dequeue_unlocked', 'index_good_jobs_on_locked_by_id',"
             "'index_good_jobs_jobs_on_finished_at_only',"
+            "'index_good_jobs_on_queue_name_for_dequeue_unlocked',"
+            "'index_good_jobs_on_job_class_for_dequeue_unlocked',"
             "'index_good_job_executions_on_active_job_id_and_created_at')"
         ).fetchall():
             conn.execute(f"DROP INDEX {name}")

@@ -118,14 +118,16 @@ def test_worker_refuses_old_schema(database_url):
     from goodjob_mp.db.migrate import SchemaOutdatedError
 
     with psycopg.connect(database_url, autocommit=True) as conn:
+        versions = [r[0] for r in conn.execute("SELECT version FROM goodjob_mp_schema_migrations")]
         conn.execute("DELETE FROM goodjob_mp_schema_migrations")
         try:
             with pytest.raises(SchemaOutdatedError, match="goodjob-supervisor migrate"):
                 Worker(load_settings({})).start()
         finally:
-            conn.execute(
-                "INSERT INTO goodjob_mp_schema_migrations (version) VALUES ('0001_good_job_tables')"
-            )
+            for version in versions:
+                conn.execute(
+                    "INSERT INTO goodjob_mp_schema_migrations (version) VALUES (%s)", (version,)
+                )
 
 
 def test_handed_back_jobs_wake_idle_listeners(db):

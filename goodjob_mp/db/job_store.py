@@ -10,17 +10,24 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import hashlib
+import json
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
+from goodjob_mp import features
+from goodjob_mp.db import start_journal
 from goodjob_mp.queues import QueueSelector
 from goodjob_mp.serialization import dumps as json_text
+
+if TYPE_CHECKING:
+    from goodjob_mp.features import ClaimCondition
 
 NOTIFY_CHANNEL = "good_job"
 LOCK_TYPE_SKIPLOCKED = 1
@@ -139,7 +146,10 @@ class NewJob:
 
 
 def insert_job(conn: psycopg.Connection, job: NewJob, *, notify: bool = True) -> bool:
-    """Insert one job (and NOTIFY in the same statement). False when a cron duplicate existed."""
+    """Insert one job (and NOTIFY in the same statement). False when a cron duplicate existed
+    or an enqueue feature refused the row."""
+    if features.enqueue_hooks and not features.before_enqueue(conn, [job]):
+        return False
     if job.cron_key is not None:
         return conn.execute(INSERT_UNIQUE_CRON_AND_NOTIFY, job.params()).fetchone() is not None
     if notify:
@@ -149,8 +159,11 @@ def insert_job(conn: psycopg.Connection, job: NewJob, *, notify: bool = True) ->
     return True
 
 
-def copy_jobs(conn: psycopg.Connection, jobs: Sequence[NewJob]) -> None:
-    """Write many jobs with one COPY and one NOTIFY per queue; the caller owns the transaction."""
+def copy_jobs(conn: psycopg.Connection, jobs: Sequence[NewJob]) -> Sequence[NewJob]:
+    """Write many jobs with one COPY and one NOTIFY per queue; the caller owns the transaction.
+    Returns the jobs written (enqueue features may refuse some)."""
+    if features.enqueue_hooks:
+        jobs = features.before_enqueue(conn, list(jobs))
     with conn.cursor() as cur:
         with cur.copy(COPY_JOBS) as copy:
             for job in jobs:
@@ -162,42 +175,102 @@ def copy_jobs(conn: psycopg.Connection, jobs: Sequence[NewJob]) -> None:
                 earliest[job.queue_name] = job.scheduled_at
         for queue_name, scheduled_at in earliest.items():
             cur.execute(NOTIFY, (NOTIFY_CHANNEL, notify_payload(queue_name, scheduled_at)))
+    return jobs
 
 
 # --- claim ------------------------------------------------------------------------------------
 
-_CLAIM = """
+# GoodJob's per-job advisory lock key (Lockable, md5 hash function): the first 64 bits of
+# md5('good_jobs-<id>'). Its advisory and hybrid lock strategies hold it while performing and
+# skip jobs whose key is held, so holding it keeps a Rails GoodJob off our jobs and us off its.
+JOB_LOCK_KEY = "('x' || substr(md5('good_jobs' || '-' || {id}::text), 1, 16))::bit(64)::bigint"
+
+
+def job_lock_key(job_id: uuid.UUID) -> int:
+    """GoodJob's advisory lock key for a job, computed here (same value as ``JOB_LOCK_KEY``)."""
+    digest = hashlib.md5(f"good_jobs-{job_id}".encode(), usedforsecurity=False).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
+
+
+_SET_CLAIMED = sql.SQL("""
 UPDATE good_jobs AS j
-SET locked_by_id = %(process_id)s, locked_at = %(now)s, lock_type = 1, performed_at = %(now)s,
-    executions_count = COALESCE(j.executions_count, 0) + 1, updated_at = %(now)s
-FROM (
-    SELECT id, performed_at AS prev_performed_at
-    FROM good_jobs
-    WHERE finished_at IS NULL AND locked_by_id IS NULL AND scheduled_at <= %(now)s {filter}
-    ORDER BY {order}
-    LIMIT %(limit)s
-    FOR NO KEY UPDATE SKIP LOCKED
-) AS c
+SET locked_by_id = %(process_id)s, locked_at = %(now)s, lock_type = {lock_type},
+    performed_at = %(now)s, executions_count = COALESCE(j.executions_count, 0) + 1,
+    updated_at = %(now)s
+""")
+_RETURNING = sql.SQL("""
 WHERE j.id = c.id
 RETURNING j.id, j.active_job_id, j.job_class, j.queue_name, j.priority, j.serialized_params,
     j.scheduled_at, c.prev_performed_at, j.executions_count, j.cron_key,
     CASE WHEN c.prev_performed_at IS NULL THEN 0 ELSE (
         SELECT count(*) FROM good_job_executions e
-        WHERE e.active_job_id = j.active_job_id AND e.error_event = 0) END AS interrupts
-"""
+        WHERE e.active_job_id = j.active_job_id AND e.error_event = 0) END AS interrupts,
+    {locked} AS advisory_locked
+""")
+_CANDIDATES = sql.SQL("""
+SELECT id, performed_at AS prev_performed_at
+FROM good_jobs
+WHERE {where}
+ORDER BY {order}
+LIMIT %(limit)s
+FOR NO KEY UPDATE SKIP LOCKED
+""")
+_RUNNABLE = sql.SQL("finished_at IS NULL AND locked_by_id IS NULL AND scheduled_at <= %(now)s")
 _PLAIN_ORDER = "priority ASC NULLS LAST, scheduled_at ASC"
 _FILTERS = {
     "all": "",
     "include": "AND queue_name = ANY(%(queues)s)",
     "exclude": "AND queue_name <> ALL(%(queues)s)",
 }
+_QUEUE_CONDITIONS = {
+    "include": sql.SQL("queue_name = ANY(%(queues)s)"),
+    "exclude": sql.SQL("queue_name <> ALL(%(queues)s)"),
+}
+LOCK_TYPE_HYBRID = 2
 
 
-def claim_sql(selector: QueueSelector) -> str:
-    order = _PLAIN_ORDER
+def claim_sql(
+    selector: QueueSelector,
+    conditions: Sequence[ClaimCondition] = (),
+    *,
+    advisory_locks: bool = False,
+) -> sql.Composed:
+    """The claim statement for one pool: runnable rows of its queues that satisfy every feature
+    condition, in run order, row-locked with SKIP LOCKED and marked as ours in one statement.
+
+    With ``advisory_locks`` each claimed row also takes GoodJob's per-job session advisory lock
+    (as GoodJob's hybrid strategy does): a row whose lock another session holds (a Rails GoodJob
+    performing it) is skipped. The lock is taken only on rows this statement row-locked (the
+    candidates are materialised first), so a skipped row never leaves a lock behind.
+    """
+    where = [_RUNNABLE]
+    if selector.kind in _QUEUE_CONDITIONS:
+        where.append(_QUEUE_CONDITIONS[selector.kind])
+    where.extend(sql.SQL("({})").format(c.sql) for c in conditions)
+    order = sql.SQL(_PLAIN_ORDER)
     if selector.ordered:
-        order = "array_position(%(queues)s::text[], queue_name), " + _PLAIN_ORDER
-    return _CLAIM.format(filter=_FILTERS[selector.kind], order=order)
+        order = sql.SQL("array_position(%(queues)s::text[], queue_name), ") + order
+    candidates = _CANDIDATES.format(where=sql.SQL(" AND ").join(where), order=order)
+    if not advisory_locks:
+        return sql.Composed(
+            [
+                _SET_CLAIMED.format(lock_type=sql.Literal(LOCK_TYPE_SKIPLOCKED)),
+                sql.SQL("FROM ({}) AS c").format(candidates),
+                _RETURNING.format(locked=sql.SQL("false")),
+            ]
+        )
+    lock_key = sql.SQL(JOB_LOCK_KEY.format(id="candidate.id"))
+    return sql.Composed(
+        [
+            sql.SQL("WITH candidate AS MATERIALIZED ({}),\n").format(candidates),
+            sql.SQL(
+                "c AS MATERIALIZED (SELECT * FROM candidate WHERE pg_try_advisory_lock({}))"
+            ).format(lock_key),
+            _SET_CLAIMED.format(lock_type=sql.Literal(LOCK_TYPE_HYBRID)),
+            sql.SQL("FROM c"),
+            _RETURNING.format(locked=sql.SQL("true")),
+        ]
+    )
 
 
 @dataclass
@@ -213,6 +286,29 @@ class ClaimedJob:
     executions_count: int
     cron_key: str | None
     interrupts: int
+    advisory_locked: bool = False
+
+
+class ClaimStatement:
+    """A pool's composed claim statement and the features whose parameters it binds."""
+
+    def __init__(
+        self,
+        selector: QueueSelector,
+        conditions: Sequence[ClaimCondition] = (),
+        *,
+        advisory_locks: bool = False,
+    ) -> None:
+        self.selector = selector
+        self.advisory_locks = advisory_locks
+        self.sql = claim_sql(selector, conditions, advisory_locks=advisory_locks)
+        self._params = tuple(c.params for c in conditions if c.params is not None)
+
+    def params(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for params in self._params:
+            out.update(params())
+        return out
 
 
 def claim_jobs(
@@ -221,8 +317,9 @@ def claim_jobs(
     process_id: uuid.UUID,
     limit: int,
     *,
-    sql_text: str | None = None,
+    sql_text: sql.Composable | str | None = None,
     now: dt.datetime | None = None,
+    statement: ClaimStatement | None = None,
 ) -> list[ClaimedJob]:
     """Lock up to ``limit`` runnable jobs for this process, in run order."""
     params = {
@@ -231,6 +328,9 @@ def claim_jobs(
         "limit": limit,
         "queues": list(selector.names),
     }
+    if statement is not None:
+        params.update(statement.params())
+        sql_text = statement.sql
     rows = conn.execute(sql_text or claim_sql(selector), params).fetchall()
     jobs = [ClaimedJob(*row) for row in rows]
     if selector.ordered:
@@ -241,7 +341,7 @@ def claim_jobs(
     return jobs
 
 
-_CLAIM_BY_ID = _CLAIM.format(filter="AND id = ANY(%(ids)s)", order=_PLAIN_ORDER)
+_BY_ID = features.ClaimCondition("by id", sql.SQL("id = ANY(%(ids)s)"))
 
 
 def claim_jobs_by_id(
@@ -249,10 +349,65 @@ def claim_jobs_by_id(
 ) -> list[ClaimedJob]:
     """Lock these jobs for this process if they are still runnable and due (inline mode
     performs exactly the jobs it enqueued)."""
+    selector = QueueSelector("all", ())
     params = {"process_id": process_id, "now": utcnow(), "limit": len(ids), "ids": list(ids)}
-    jobs = [ClaimedJob(*row) for row in conn.execute(_CLAIM_BY_ID, params).fetchall()]
+    rows = conn.execute(claim_sql(selector, [_BY_ID]), params).fetchall()
+    jobs = [ClaimedJob(*row) for row in rows]
     jobs.sort(key=lambda j: (_prio(j), j.scheduled_at))
     return jobs
+
+
+UNLOCK_JOBS = sql.SQL(
+    "SELECT count(*) FILTER (WHERE pg_advisory_unlock({key})) FROM unnest(%(ids)s::uuid[]) AS u(id)"
+).format(key=sql.SQL(JOB_LOCK_KEY.format(id="u.id")))
+
+
+def unlock_jobs(conn: psycopg.Connection, ids: Sequence[uuid.UUID]) -> int:
+    """Release this session's advisory locks on ``ids`` (one statement); how many it held."""
+    if not ids:
+        return 0
+    row = conn.execute(UNLOCK_JOBS, {"ids": list(ids)}).fetchone()
+    return int(row[0]) if row else 0
+
+
+# A good_job_processes row written by something other than goodjob_mp that runs jobs (a Rails
+# GoodJob: its schedulers are named GoodJob::Scheduler...). Decides advisory_locks = auto.
+FOREIGN_WORKER_SEEN = """
+SELECT EXISTS (
+    SELECT 1 FROM good_job_processes p,
+        jsonb_array_elements(CASE WHEN jsonb_typeof(p.state -> 'schedulers') = 'array'
+                                  THEN p.state -> 'schedulers' ELSE '[]'::jsonb END) AS s
+    WHERE COALESCE(s ->> 'name', '') NOT LIKE 'goodjob\\_mp.%'
+)
+"""
+
+
+def foreign_worker_seen(conn: psycopg.Connection) -> bool:
+    row = conn.execute(FOREIGN_WORKER_SEEN).fetchone()
+    return bool(row and row[0])
+
+
+# Classes of runnable jobs in this pool's queues that the known-classes condition skips, so each
+# can be reported (and resolved, where its module can be imported) once.
+UNKNOWN_CLASSES = sql.SQL("""
+SELECT DISTINCT job_class FROM (
+    SELECT job_class FROM good_jobs
+    WHERE {where} AND (job_class IS NULL OR job_class <> ALL(%(known_classes)s))
+    LIMIT 1000
+) AS waiting
+LIMIT 20
+""")
+
+
+def unknown_job_classes(
+    conn: psycopg.Connection, selector: QueueSelector, known: Sequence[str]
+) -> list[str | None]:
+    where = [_RUNNABLE]
+    if selector.kind in _QUEUE_CONDITIONS:
+        where.append(_QUEUE_CONDITIONS[selector.kind])
+    query = UNKNOWN_CLASSES.format(where=sql.SQL(" AND ").join(where))
+    params = {"now": utcnow(), "queues": list(selector.names), "known_classes": list(known)}
+    return [row[0] for row in conn.execute(query, params)]
 
 
 def _prio(job: ClaimedJob) -> float:
@@ -279,6 +434,7 @@ class JobResult:
     had_executions: bool = False  # earlier attempts left execution rows
     outcome: str = "succeeded"
     queue_name: str | None = None  # set on retries: whose listeners to wake at retry_at
+    advisory_locked: bool = False  # the claim took GoodJob's job lock: release after writing
 
 
 _RESULTS = """
@@ -311,6 +467,7 @@ SET finished_at = CASE WHEN r.finished THEN r.ended_at END,
     locked_by_id = NULL, locked_at = NULL, lock_type = NULL, updated_at = r.ended_at
 FROM r
 WHERE j.id = r.id AND j.locked_by_id = %(process_id)s
+RETURNING j.id
 """
 
 
@@ -331,26 +488,36 @@ def _notify_retries(conn: psycopg.Connection, results: Sequence[JobResult]) -> N
 _DELETE_FINISHED = """
 WITH gone AS (
     DELETE FROM good_jobs WHERE id = ANY(%(ids)s) AND locked_by_id = %(process_id)s
-    RETURNING active_job_id
+    RETURNING id, active_job_id
+), history AS (
+    DELETE FROM good_job_executions
+    WHERE active_job_id = ANY(%(with_history)s)
+      AND active_job_id IN (SELECT active_job_id FROM gone)
 )
-DELETE FROM good_job_executions
-WHERE active_job_id = ANY(%(with_history)s) AND active_job_id IN (SELECT active_job_id FROM gone)
+SELECT id FROM gone
 """
 
 
 def write_results(
     conn: psycopg.Connection, results: Sequence[JobResult], process_id: uuid.UUID
-) -> None:
-    """Record a batch of attempts: one statement for kept rows, one for deleted rows."""
+) -> list[JobResult]:
+    """Record a batch of attempts: one statement for kept rows, one for deleted rows, and the
+    finish hooks of active features, all in one transaction.
+
+    Returns the results that matched no row: their job was no longer locked by this process
+    (handed back while we ran it, or taken by another worker), so nothing was recorded for them.
+    """
     keep = [r for r in results if r.preserve or not r.finished]
     drop = [r for r in results if not (r.preserve or not r.finished)]
     retries = any(r.retry_at is not None for r in keep)
+    hooks = bool(features.finish_hooks)
     # One statement in autocommit is atomic by itself: BEGIN/COMMIT would add two round trips
     # to every batch of the hot path.
-    single = conn.autocommit and not retries and not (keep and drop)
+    single = conn.autocommit and not retries and not (keep and drop) and not hooks
+    written: set[uuid.UUID] = set()
     with contextlib.nullcontext() if single else conn.transaction():
         if keep:
-            conn.execute(
+            cur = conn.execute(
                 _RESULTS,
                 {
                     "ids": [r.id for r in keep],
@@ -369,10 +536,11 @@ def write_results(
                     "process_id": process_id,
                 },
             )
+            written.update(row[0] for row in cur)
             if retries:
                 _notify_retries(conn, keep)
         if drop:
-            conn.execute(
+            cur = conn.execute(
                 _DELETE_FINISHED,
                 {
                     "ids": [r.id for r in drop],
@@ -380,6 +548,12 @@ def write_results(
                     "process_id": process_id,
                 },
             )
+            written.update(row[0] for row in cur)
+        if hooks:
+            features.after_finish(conn, [r for r in results if r.id in written])
+    if len(written) == len(results):
+        return []
+    return [r for r in results if r.id not in written]
 
 
 # --- interrupted attempts and hand-back -------------------------------------------------------
@@ -438,10 +612,16 @@ def release_unstarted(
     return cur.rowcount
 
 
-# Jobs locked by processes that are gone: unlock, keep performed_at so the next claimer sees
-# the cut-off attempt and records it as interrupted.
+# Jobs locked by processes that are gone: unlock. A job the process had really started keeps
+# performed_at, so the next claimer records the cut-off attempt as interrupted; a job it had only
+# claimed (buffered, per its start journal) goes back as if never claimed.
 HAND_BACK = """
-UPDATE good_jobs SET locked_by_id = NULL, locked_at = NULL, lock_type = NULL, updated_at = %(now)s
+UPDATE good_jobs
+SET locked_by_id = NULL, locked_at = NULL, lock_type = NULL, updated_at = %(now)s,
+    performed_at = CASE WHEN locked_by_id = ANY(%(journaled)s) AND id <> ALL(%(started)s)
+        THEN NULL ELSE performed_at END,
+    executions_count = CASE WHEN locked_by_id = ANY(%(journaled)s) AND id <> ALL(%(started)s)
+        THEN GREATEST(COALESCE(executions_count, 1) - 1, 0) ELSE executions_count END
 WHERE locked_by_id = ANY(%(process_ids)s) AND finished_at IS NULL
 RETURNING queue_name
 """
@@ -453,14 +633,30 @@ def hand_back_jobs(conn: psycopg.Connection, process_ids: Sequence[uuid.UUID]) -
     if not process_ids:
         return 0
     now = utcnow()
+    journaled: list[uuid.UUID] = []
+    started: set[uuid.UUID] = set()
+    for process_id in process_ids:
+        ids = start_journal.read_started(process_id)
+        if ids is not None:
+            journaled.append(process_id)
+            started |= ids
+    params = {
+        "process_ids": list(process_ids),
+        "now": now,
+        "journaled": journaled,
+        "started": list(started),
+    }
     with conn.transaction():
-        queues = [
-            r[0] for r in conn.execute(HAND_BACK, {"process_ids": list(process_ids), "now": now})
-        ]
-        # queue_name may be NULL (legal in GoodJob's schema): that payload wakes every pool.
-        for queue_name in sorted(set(queues), key=lambda q: (q is None, q or "")):
+        rows = [r[0] for r in conn.execute(HAND_BACK, params)]
+        queues = set(rows)
+        # A NULL queue_name is legal in GoodJob's schema: wake every pool for it.
+        for queue_name in sorted(q for q in queues if q is not None):
             conn.execute(NOTIFY, (NOTIFY_CHANNEL, notify_payload(queue_name, now)))
-    return len(queues)
+        if None in queues:
+            conn.execute(NOTIFY, (NOTIFY_CHANNEL, ""))
+    for process_id in journaled:
+        start_journal.remove(process_id)
+    return len(rows)
 
 
 SCHEDULED_TIMES = """

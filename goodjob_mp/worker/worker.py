@@ -31,16 +31,18 @@ from typing import Any
 
 import psycopg
 
-from goodjob_mp import cleanup
+from goodjob_mp import cleanup, events, features
 from goodjob_mp.config import Settings
 from goodjob_mp.db import job_store, processes
 from goodjob_mp.db.connection import connect
 from goodjob_mp.db.migrate import ensure_current
+from goodjob_mp.db.start_journal import StartJournal
 from goodjob_mp.execution import (
     close_interrupted_attempt,
     perform,
     set_thread_shutdown_check,
 )
+from goodjob_mp.features.known_classes import UnknownClassLog
 from goodjob_mp.queues import PoolSpec, parse_pools
 from goodjob_mp.worker.batching import claim_limit, ewma
 from goodjob_mp.worker.cache import ScheduledCache
@@ -73,7 +75,11 @@ class Worker:
         self.max_threads = self.pool.thread_count(settings.max_threads)
         self.process_id = process_id or uuid.uuid4()
         self.name = name or f"goodjob-worker: {self.pool.text}"
-        self._claim_sql = job_store.claim_sql(self.selector)
+        self._conditions = features.claim_conditions(settings, self.selector)
+        self._skips_unknown = any(c.name == "known_classes" for c in self._conditions)
+        self._unknown = UnknownClassLog()
+        self._next_probe = 0.0
+        self._claim_statement = job_store.ClaimStatement(self.selector, self._conditions)
         self._work: queue.SimpleQueue[job_store.ClaimedJob | None] = queue.SimpleQueue()
         self._results: queue.SimpleQueue[job_store.JobResult | None] = queue.SimpleQueue()
         self._wake = threading.Event()
@@ -88,6 +94,7 @@ class Worker:
         self._threads: list[threading.Thread] = []
         self._executors: list[threading.Thread] = []
         self._fetch_conn: psycopg.Connection | None = None
+        self._journal: StartJournal | None = None
         self.listener_connected = False
         self.started = False
         self.last_activity = time.monotonic()
@@ -105,10 +112,12 @@ class Worker:
         try:
             ensure_current(conn)
             processes.register_process(conn, self.process_id, self.state())
+            self._choose_locking(conn)
         except BaseException:
             conn.close()
             raise
         self._fetch_conn = conn
+        self._journal = StartJournal(self.process_id)
         self._spawn(self._fetch_loop, "gj-fetcher")
         self._spawn(self._complete_loop, "gj-completer")
         for i in range(self.max_threads):
@@ -180,6 +189,7 @@ class Worker:
         next_poll = time.monotonic() + poll if poll > 0 else float("inf")
         next_beat = time.monotonic() + self.settings.heartbeat_interval
         self._load_cache(conn)
+        self._probe_unknown(conn)
         work_maybe = True
         try:
             while not self._stopping.is_set():
@@ -191,6 +201,7 @@ class Worker:
                     work_maybe = True
                     next_poll = now + poll
                     self._load_cache(conn)
+                    self._probe_unknown(conn)
                 if self._cache.pop_due(time.time()):
                     work_maybe = True
                 if work_maybe:
@@ -226,13 +237,15 @@ class Worker:
     def _claim(self, conn: psycopg.Connection, want: int) -> tuple[int, psycopg.Connection]:
         try:
             jobs = job_store.claim_jobs(
-                conn, self.selector, self.process_id, want, sql_text=self._claim_sql
+                conn, self.selector, self.process_id, want, statement=self._claim_statement
             )
         except psycopg.OperationalError as exc:
             log.warning("%s: claim failed (%s); reconnecting", self.name, exc)
             return 0, self._reconnect(conn)
         if not jobs:
             self.empty_claims += 1
+            if time.monotonic() >= self._next_probe:
+                self._probe_unknown(conn)
             return 0, conn
         self.claimed += len(jobs)
         self.last_activity = time.monotonic()
@@ -246,9 +259,42 @@ class Worker:
         """Close the cut-off attempt; False when the job is discarded as poison instead."""
         poison = close_interrupted_attempt(conn, job, self.settings)
         if poison is not None:
+            poison.advisory_locked = job.advisory_locked
             self._results.put(poison)
             return False
         return True
+
+    def _choose_locking(self, conn: psycopg.Connection) -> None:
+        """advisory_locks: take GoodJob's per-job lock in the claim when asked to, or (auto) while
+        a GoodJob process shares the database; rebuilds the claim statement when that changes."""
+        mode = self.settings.advisory_locks
+        wanted = mode == "always" or (mode == "auto" and job_store.foreign_worker_seen(conn))
+        if wanted != self._claim_statement.advisory_locks:
+            if mode == "auto":
+                log.info(
+                    "%s: %s GoodJob's per-job advisory locks (%s)",
+                    self.name,
+                    "taking" if wanted else "no longer taking",
+                    "a GoodJob process shares the database" if wanted else "no GoodJob process",
+                )
+            self._claim_statement = job_store.ClaimStatement(
+                self.selector, self._conditions, advisory_locks=wanted
+            )
+
+    def _probe_unknown(self, conn: psycopg.Connection) -> None:
+        """Find classes the known-classes condition leaves waiting: log each once, and wake
+        the claim for any whose module could be imported (it is known from now on)."""
+        if not self._skips_unknown:
+            return
+        self._next_probe = time.monotonic() + 1.0
+        try:
+            names = job_store.unknown_job_classes(
+                conn, self.selector, self._claim_statement.params()["known_classes"]
+            )
+        except psycopg.OperationalError:
+            return
+        if names and self._unknown.saw(names, self.name):
+            self._wake.set()
 
     def _load_cache(self, conn: psycopg.Connection) -> None:
         if self.settings.max_cache <= 0:
@@ -264,6 +310,8 @@ class Worker:
             if not processes.heartbeat(conn, self.process_id, self.state()):
                 # Our row was removed (judged dead while stalled): re-register.
                 processes.register_process(conn, self.process_id, self.state())
+            if self.settings.advisory_locks == "auto":
+                self._choose_locking(conn)
         except psycopg.OperationalError as exc:
             log.warning("%s: heartbeat failed (%s); reconnecting", self.name, exc)
             return self._reconnect(conn)
@@ -303,6 +351,7 @@ class Worker:
         if unstarted:
             try:
                 released = job_store.release_unstarted(conn, unstarted, self.process_id)
+                job_store.unlock_jobs(conn, [j.id for j in unstarted if j.advisory_locked])
                 log.info("%s: handed back %d unstarted job(s)", self.name, released)
             except psycopg.Error as exc:
                 log.error("%s: could not hand back unstarted jobs: %s", self.name, exc)
@@ -320,6 +369,8 @@ class Worker:
         work = self._work
         results = self._results
         settings = self.settings
+        journal = self._journal
+        assert journal is not None
         while True:
             job = work.get()
             if job is None:
@@ -330,6 +381,8 @@ class Worker:
                 self._need_capacity = False
                 self._wake.set()
             t0 = time.perf_counter()
+            # Before the body: after a kill -9 only journaled jobs count as interrupted.
+            journal.started(job.id)
             try:
                 result = perform(job, settings)
             except BaseException as exc:  # a bug in our code, not the job's: keep the job
@@ -346,6 +399,7 @@ class Worker:
                     outcome="retried",
                 )
             self._avg_duration = ewma(self._avg_duration, time.perf_counter() - t0)
+            result.advisory_locked = job.advisory_locked
             results.put(result)
             with self._busy_lock:
                 self._busy -= 1
@@ -386,8 +440,11 @@ class Worker:
                     if cleaner.record(sum(r.finished for r in batch)):
                         conn = self._cleanup(conn)
         finally:
-            self._deregister(conn)
+            deregistered = self._deregister(conn)
             conn.close()
+            if self._journal is not None:
+                # Kept when the row stays: whoever hands its jobs back still needs it.
+                self._journal.close(remove=deregistered)
             if self._fetch_conn is not None:
                 self._fetch_conn.close()
             self._stopped.set()
@@ -398,7 +455,7 @@ class Worker:
         delay = 0.2
         while True:
             try:
-                job_store.write_results(conn, batch, self.process_id)
+                lost = job_store.write_results(conn, batch, self.process_id)
                 break
             except psycopg.OperationalError as exc:
                 # Never drop a result: the jobs stay locked by us until it is written.
@@ -412,13 +469,44 @@ class Worker:
                     conn = connect()
                 except Exception:
                     continue
+        self._release_locks(batch)
+        lost_ids = {r.id for r in lost}
+        for result in lost:
+            self._report_lost(result)
         for result in batch:
+            if result.id in lost_ids:
+                continue
             if result.error is None:
                 self.succeeded += 1
             else:
                 self.errored += 1
         self.last_activity = time.monotonic()
         return conn
+
+    def _report_lost(self, result: job_store.JobResult) -> None:
+        self.errored += 1
+        log.error(
+            "%s: the result of job %s (%s) was NOT recorded: the job is no longer locked by this "
+            "process (handed back as dead, or taken by another worker); it may run again",
+            self.name,
+            result.id,
+            result.outcome,
+        )
+        if events.has_subscribers("result_lost"):
+            events.emit("result_lost", job_id=result.id, outcome=result.outcome, error=result.error)
+
+    def _release_locks(self, batch: list[job_store.JobResult]) -> None:
+        """After the results commit: release their advisory locks on the session that took them
+        (the fetcher's; psycopg serialises the two threads' use of it)."""
+        ids = [r.id for r in batch if r.advisory_locked]
+        conn = self._fetch_conn
+        if not ids or conn is None:
+            return
+        try:
+            job_store.unlock_jobs(conn, ids)
+        except psycopg.Error as exc:
+            # A lost session has dropped its locks already.
+            log.warning("%s: releasing %d job lock(s) failed: %s", self.name, len(ids), exc)
 
     def _cleanup(self, conn: psycopg.Connection) -> psycopg.Connection:
         try:
@@ -429,11 +517,12 @@ class Worker:
                 return connect()
         return conn
 
-    def _deregister(self, conn: psycopg.Connection) -> None:
+    def _deregister(self, conn: psycopg.Connection) -> bool:
         try:
             processes.deregister_process(conn, self.process_id)
         except psycopg.Error:
-            pass
+            return False
+        return True
 
     # --- listener ---------------------------------------------------------------------------
 

@@ -1,0 +1,108 @@
+"""Features above the job store: one seam for the claim, one for enqueue, one after finish.
+
+Concurrency limits, pauses, batches and the known-classes filter all change which rows are
+claimed, which rows are written, or what happens when a result is written. They live here, each
+in its own module, and reach the store only through these three points; the worker and the
+store never grow a branch per feature.
+
+- **Claim**: every entry of ``CLAIM_FEATURES`` is a pure function ``(settings, selector) ->
+  ClaimCondition | None``. The store ANDs each condition into the claim's candidate ``WHERE``
+  (composed with ``psycopg.sql``, once per worker), and calls its ``params()`` before every
+  claim for fresh bound values. A condition must be servable by an index (see
+  ``db/migrations/0002``) and never runs SQL itself.
+- **Enqueue**: ``before_enqueue(conn, rows)`` runs every registered hook on each batch of new rows
+  (one ``perform_later`` or one ``bulk()``) before it is written, in the enqueuing transaction;
+  a hook returns the rows to write (a refused row is simply left out).
+- **Finish**: ``after_finish(conn, results)`` runs every registered hook inside the transaction
+  that writes a batch of results.
+
+With no hook registered, enqueue and finish pay one empty-tuple test each.
+
+Adding a claim feature (e.g. pauses) is a module with one function plus one line below::
+
+    # features/pauses.py
+    def claim_condition(settings, selector):
+        return ClaimCondition(sql.SQL("NOT (queue_name = ANY(%(paused_queues)s))"),
+                              lambda: {"paused_queues": current_pauses().queues})
+
+    CLAIM_FEATURES = [known_classes.claim_condition, pauses.claim_condition]
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from psycopg import sql
+
+if TYPE_CHECKING:
+    import psycopg
+
+    from goodjob_mp.config import Settings
+    from goodjob_mp.db.job_store import JobResult, NewJob
+    from goodjob_mp.queues import QueueSelector
+
+
+@dataclass(frozen=True)
+class ClaimCondition:
+    """A boolean SQL expression over ``good_jobs`` columns (unqualified) that a candidate row
+    must satisfy, and the named parameters it binds (fresh for every claim)."""
+
+    name: str
+    sql: sql.Composable
+    params: Callable[[], Mapping[str, Any]] | None = None
+
+
+ClaimFeature = Callable[["Settings", "QueueSelector"], "ClaimCondition | None"]
+EnqueueHook = Callable[["psycopg.Connection", "list[NewJob]"], "list[NewJob]"]
+FinishHook = Callable[["psycopg.Connection", "Sequence[JobResult]"], None]
+
+# Imported after the types above: the feature modules use them.
+from goodjob_mp.features import known_classes  # noqa: E402
+
+CLAIM_FEATURES: list[ClaimFeature] = [known_classes.claim_condition]
+
+enqueue_hooks: tuple[EnqueueHook, ...] = ()
+finish_hooks: tuple[FinishHook, ...] = ()
+
+
+def claim_conditions(settings: Settings, selector: QueueSelector) -> list[ClaimCondition]:
+    """The conditions every active feature adds to this pool's claim."""
+    found = (feature(settings, selector) for feature in CLAIM_FEATURES)
+    return [condition for condition in found if condition is not None]
+
+
+def add_enqueue_hook(hook: EnqueueHook) -> Callable[[], None]:
+    """Run ``hook(conn, rows) -> rows`` on every batch of new rows; returns a remover."""
+    global enqueue_hooks
+    enqueue_hooks = (*enqueue_hooks, hook)
+
+    def remove() -> None:
+        global enqueue_hooks
+        enqueue_hooks = tuple(h for h in enqueue_hooks if h is not hook)
+
+    return remove
+
+
+def add_finish_hook(hook: FinishHook) -> Callable[[], None]:
+    """Run ``hook(conn, results)`` in the transaction that writes each result batch."""
+    global finish_hooks
+    finish_hooks = (*finish_hooks, hook)
+
+    def remove() -> None:
+        global finish_hooks
+        finish_hooks = tuple(h for h in finish_hooks if h is not hook)
+
+    return remove
+
+
+def before_enqueue(conn: psycopg.Connection, rows: list[NewJob]) -> list[NewJob]:
+    for hook in enqueue_hooks:
+        rows = hook(conn, rows)
+    return rows
+
+
+def after_finish(conn: psycopg.Connection, results: Sequence[JobResult]) -> None:
+    for hook in finish_hooks:
+        hook(conn, results)
