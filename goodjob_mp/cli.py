@@ -216,3 +216,6 @@ def _register_optional_commands() -> None:
 
 
 _register_optional_commands()
+from goodjob_mp.dashboard_cli import register as _register_dashboard  # noqa: E402
+
+_register_dashboard(main)
