@@ -330,3 +330,48 @@ def test_rows_written_by_rails_goodjob_show_in_their_states(db):
     assert {p.hostname for p in processes} == {"vm"}
     capsule = next(p for p in processes if p.pools)
     assert (capsule.threads_busy, capsule.threads_total) == (1, 1)
+
+
+def test_text_search_pages_through_a_bounded_window(db):
+    # 12 jobs, newest first; the word is on the 2nd and the 11th.
+    made = []
+    for i in range(12):
+        arguments = ["needle"] if i in (1, 10) else ["hay"]
+        made.append(
+            make_job(db, "queued", created_at=NOW - dt.timedelta(minutes=i), arguments=arguments)
+        )
+    flt = admin.JobFilter(search="needle")
+    first = admin.list_jobs(db, flt, now=NOW, window=5)
+    assert (ids(first), first.searched, first.window_full) == ([made[1]], 5, True)
+    second = admin.list_jobs(db, flt, after=first.next_cursor, now=NOW, window=5)
+    assert (ids(second), second.searched) == ([], 5)
+    third = admin.list_jobs(db, flt, after=second.next_cursor, now=NOW, window=5)
+    assert (ids(third), third.searched, third.window_full, third.next_cursor) == (
+        [made[10]],
+        2,
+        False,
+        None,
+    )
+    # More hits than a page: the cursor is the last hit shown, and nothing is skipped.
+    many = admin.list_jobs(db, admin.JobFilter(search="hay"), limit=4, now=NOW, window=100)
+    rest = admin.list_jobs(
+        db, admin.JobFilter(search="hay"), after=many.next_cursor, limit=100, now=NOW
+    )
+    assert ids(many) + ids(rest) == [j for i, j in enumerate(made) if i not in (1, 10)]
+    assert set(admin.state_counts(db, flt).values()) == {admin.Count(None)}
+
+
+def test_a_count_that_runs_out_of_time_is_left_out(db):
+    make_job(db, "queued")
+    counts = admin.state_counts(db, admin.JobFilter(job_class="ExampleJob"), now=NOW, timeout_ms=1)
+    # With 1 ms some or all counts are cancelled; they show as unknown, the rest still count.
+    assert all(c.value in (None, 0, 1) for c in counts.values())
+    db.execute("SELECT pg_sleep(0)")  # the connection is usable afterwards
+    slow = admin.STATES["queued"]
+    try:
+        admin.STATES["queued"] = slow + " AND pg_sleep(0.2) IS NOT NULL"
+        counts = admin.state_counts(db, now=NOW, timeout_ms=50)
+    finally:
+        admin.STATES["queued"] = slow
+    assert counts["queued"] == admin.Count(None) and str(counts["queued"]) == "?"
+    assert counts["running"] == admin.Count(0)

@@ -50,6 +50,8 @@ def test_every_page_renders(client, db):
         assert response.status_code == 200, path
         assert "goodjob_mp" in response.text
     assert client.get("/", follow_redirects=False).headers["location"] == "/jobs"
+    searched = client.get("/jobs?search=zzz").text
+    assert "Searched 2 jobs." in searched and "No jobs match." in searched
 
 
 def test_a_script_argument_renders_as_text(client, db):

@@ -76,6 +76,11 @@ DEFAULT_PAGE_SIZE = 25
 MAX_PAGE_SIZE = 200
 # Counts stop here: an exact count of a million rows costs more than the page it labels.
 COUNT_LIMIT = 10_000
+# A count that takes longer than this is left out ("?"): a filter matching few rows of a large
+# table would otherwise scan all of it for every page view.
+COUNT_TIMEOUT_MS = 50
+# Jobs one page of a text search looks through (tsvector costs ~10 us a row).
+SEARCH_WINDOW = 5_000
 BULK_BATCH = 1000
 DISCARD_ERROR = "GoodJob::Job::DiscardJobError: Discarded manually"
 
@@ -137,7 +142,9 @@ class JobFilter:
         return {k: v for k, v in out.items() if v is not None}
 
 
-def filter_conditions(flt: JobFilter, *, include_state: bool = True) -> tuple[list[str], dict]:
+def filter_conditions(
+    flt: JobFilter, *, include_state: bool = True, include_search: bool = True
+) -> tuple[list[str], dict]:
     """WHERE conditions (bound parameters only) for a filter; pure."""
     conditions: list[str] = []
     params: dict[str, Any] = {"now": None}
@@ -158,9 +165,10 @@ def filter_conditions(flt: JobFilter, *, include_state: bool = True) -> tuple[li
     if flt.cron_key is not None:
         conditions.append("cron_key = %(cron_key)s")
         params["cron_key"] = flt.cron_key
-    if flt.search is not None:
+    if flt.search is not None and include_search:
         if UUID_RE.match(flt.search):
-            conditions.append("(id = %(search_id)s OR active_job_id = %(search_id)s)")
+            # GoodJob v4 and goodjob_mp write id = active_job_id: the primary key finds both.
+            conditions.append("id = %(search_id)s")
             params["search_id"] = uuid.UUID(flt.search)
         else:
             conditions.append(f"{SEARCH_DOCUMENT} @@ websearch_to_tsquery('english', %(search)s)")
@@ -219,6 +227,14 @@ class JobPage:
     rows: list[dict[str, Any]]
     next_cursor: Cursor | None
     order_column: str
+    # Text search only: how many jobs this page looked through, and whether it stopped at
+    # SEARCH_WINDOW (then ``next_cursor`` continues the search where the window ended).
+    searched: int | None = None
+    window_full: bool = False
+
+
+def _is_text_search(flt: JobFilter) -> bool:
+    return flt.search is not None and not UUID_RE.match(flt.search)
 
 
 def list_jobs(
@@ -228,51 +244,88 @@ def list_jobs(
     after: Cursor | None = None,
     limit: int = DEFAULT_PAGE_SIZE,
     now: dt.datetime | None = None,
+    window: int | None = None,
 ) -> JobPage:
-    """One page of jobs in the state's display order, after ``after`` (keyset, never OFFSET)."""
+    """One page of jobs in the state's display order, after ``after`` (keyset, never OFFSET).
+
+    A text search looks through at most ``window`` (SEARCH_WINDOW) jobs past the cursor per
+    page, so that a rare word costs one bounded scan, not a tsvector of every row.
+    """
     limit = max(1, min(int(limit), MAX_PAGE_SIZE))
-    conditions, params = filter_conditions(flt)
+    query, params = job_list_sql(flt, with_cursor=after is not None)
     params["now"] = now or utcnow()
-    after_sql, order_sql = keyset_sql(flt.state)
+    params["limit"] = limit + 1
+    params["window"] = window or SEARCH_WINDOW
     column = ORDER[flt.state][0]
     if after is not None:
-        conditions.append(after_sql)
         params["after_at"] = after.at
         params["after_id"] = after.id
-    where = " AND ".join(conditions) or "TRUE"
-    query = (
-        f"SELECT {LIST_COLUMNS}, {STATE_OF_ROW} AS state FROM good_jobs WHERE {where} "
-        f"ORDER BY {order_sql} LIMIT %(limit)s"
-    )
-    params["limit"] = limit + 1
     with conn.cursor(row_factory=dict_row) as cur:
         rows = cur.execute(query, params).fetchall()
-    more = len(rows) > limit
-    rows = rows[:limit]
-    cursor = Cursor(rows[-1][column], rows[-1]["id"]) if more and rows else None
-    return JobPage(rows, cursor, column)
+    if not _is_text_search(flt):
+        more = len(rows) > limit
+        rows = rows[:limit]
+        cursor = Cursor(rows[-1][column], rows[-1]["id"]) if more and rows else None
+        return JobPage(rows, cursor, column)
+    # The window's last row comes back too (marked), so the search can resume after it.
+    scanned = rows[0]["scanned"] if rows else 0
+    last = next((r for r in rows if r["is_last"]), None)
+    hits = [r for r in rows if r["hit"]]
+    window_full = scanned >= params["window"]
+    if len(hits) > limit:
+        shown = hits[:limit]
+        cursor = Cursor(shown[-1][column], shown[-1]["id"])
+    else:
+        shown = hits
+        cursor = Cursor(last[column], last["id"]) if window_full and last is not None else None
+    for row in shown:
+        for key in ("hit", "is_last", "scanned", "rn"):
+            row.pop(key, None)
+    return JobPage(shown, cursor, column, searched=scanned, window_full=window_full)
 
 
 def job_list_sql(flt: JobFilter, *, with_cursor: bool) -> tuple[str, dict[str, Any]]:
-    """The list statement for EXPLAIN (the benchmark); same text as ``list_jobs`` runs."""
-    conditions, params = filter_conditions(flt)
+    """The job list statement (``list_jobs`` runs it; the benchmark EXPLAINs it)."""
+    conditions, params = filter_conditions(flt, include_search=False)
     after_sql, order_sql = keyset_sql(flt.state)
     if with_cursor:
         conditions.append(after_sql)
     where = " AND ".join(conditions) or "TRUE"
-    query = (
-        f"SELECT {LIST_COLUMNS}, {STATE_OF_ROW} AS state FROM good_jobs WHERE {where} "
-        f"ORDER BY {order_sql} LIMIT %(limit)s"
-    )
+    if not _is_text_search(flt):
+        search_conditions, search_params = filter_conditions(
+            JobFilter(search=flt.search), include_state=False
+        )
+        params.update(search_params)
+        where = " AND ".join([*conditions, *search_conditions]) or "TRUE"
+        query = (
+            f"SELECT {LIST_COLUMNS}, {STATE_OF_ROW} AS state FROM good_jobs WHERE {where} "
+            f"ORDER BY {order_sql} LIMIT %(limit)s"
+        )
+        return query, params
+    params["search"] = flt.search
+    query = f"""
+WITH w AS (
+    SELECT {LIST_COLUMNS}, {STATE_OF_ROW} AS state,
+        {SEARCH_DOCUMENT} @@ websearch_to_tsquery('english', %(search)s) AS hit
+    FROM good_jobs WHERE {where} ORDER BY {order_sql} LIMIT %(window)s
+), n AS (
+    SELECT w.*, row_number() OVER (ORDER BY {order_sql}) AS rn,
+        count(*) OVER () AS scanned
+    FROM w
+)
+SELECT n.*, rn = scanned AS is_last FROM n WHERE hit OR rn = scanned
+ORDER BY {order_sql} LIMIT %(limit)s + 1"""
     return query, params
 
 
 @dataclass(frozen=True)
 class Count:
-    value: int
-    capped: bool  # True: there are at least ``value`` (the count stopped at COUNT_LIMIT)
+    value: int | None  # None: not counted (a text search, or the count ran out of time)
+    capped: bool = False  # True: there are at least ``value`` (the count stopped at the cap)
 
     def __str__(self) -> str:
+        if self.value is None:
+            return "?"
         return f"{self.value:,}+" if self.capped else f"{self.value:,}"
 
 
@@ -282,17 +335,28 @@ def state_counts(
     *,
     now: dt.datetime | None = None,
     limit: int = COUNT_LIMIT,
+    timeout_ms: int = COUNT_TIMEOUT_MS,
 ) -> dict[str, Count]:
-    """Jobs in each state under the filter's other fields, each count capped at ``limit``."""
+    """Jobs in each state under the filter's other fields, each count capped at ``limit`` and
+    given ``timeout_ms``; a text search is not counted (it would scan every row)."""
+    if _is_text_search(flt):
+        return {state: Count(None) for state in STATES}
     conditions, params = filter_conditions(flt, include_state=False)
     params["now"] = now or utcnow()
     params["cap"] = limit + 1
     counts: dict[str, Count] = {}
-    for state, condition in STATES.items():
-        where = " AND ".join([*conditions, condition])
-        query = f"SELECT count(*) FROM (SELECT 1 FROM good_jobs WHERE {where} LIMIT %(cap)s) s"
-        n = conn.execute(query, params).fetchone()[0]
-        counts[state] = Count(min(n, limit), n > limit)
+    with conn.transaction():
+        conn.execute(f"SET LOCAL statement_timeout = {int(timeout_ms)}")
+        for state, condition in STATES.items():
+            where = " AND ".join([*conditions, condition])
+            query = f"SELECT count(*) FROM (SELECT 1 FROM good_jobs WHERE {where} LIMIT %(cap)s) s"
+            try:
+                with conn.transaction():
+                    n = conn.execute(query, params).fetchone()[0]
+            except psycopg.errors.QueryCanceled:
+                counts[state] = Count(None)
+                continue
+            counts[state] = Count(min(n, limit), n > limit)
     return counts
 
 

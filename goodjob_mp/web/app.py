@@ -396,6 +396,8 @@ async def jobs_page(dash: Dashboard, request: Request) -> Response:
             "jobs": page.rows,
             "next_cursor": page.next_cursor.encode() if page.next_cursor else None,
             "paged": after is not None,
+            "searched": page.searched,
+            "window_full": page.window_full,
             "counts": counts,
             "states": admin.STATE_NAMES,
             "limit": limit,
