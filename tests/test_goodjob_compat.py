@@ -171,7 +171,7 @@ def test_goodjob_full_index_set_is_opt_in(database_url, opt_in):
         before = conn.execute(
             "SELECT count(*) FROM pg_indexes WHERE tablename LIKE 'good_job%'"
         ).fetchone()[0]
-        assert before == 11  # 5 primary keys + 2 unique + 4 lean
+        assert before == 13  # 5 primary keys + 2 unique + 4 lean + 2 dashboard (0004)
         migrate(conn, goodjob_indexes=opt_in)
         after = conn.execute(
             "SELECT count(*) FROM pg_indexes WHERE tablename LIKE 'good_job%'"
@@ -183,6 +183,7 @@ def test_goodjob_full_index_set_is_opt_in(database_url, opt_in):
             "'index_good_job_settings_on_key', 'index_good_jobs_on_cron_key_and_cron_at_cond',"
             "'index_good_jobs_for_candidate_dequeue_unlocked', 'index_good_jobs_on_locked_by_id',"
             "'index_good_jobs_jobs_on_finished_at_only',"
+            "'index_good_jobs_on_created_at', 'index_good_jobs_on_scheduled_at',"
             "'index_good_job_executions_on_active_job_id_and_created_at')"
         ).fetchall():
             conn.execute(f"DROP INDEX {name}")
