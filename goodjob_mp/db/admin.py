@@ -75,7 +75,7 @@ UUID_RE = re.compile(r"\A[0-9a-f]{8}(?:-[0-9a-f]{4}){3}-[0-9a-f]{12}\Z", re.IGNO
 DEFAULT_PAGE_SIZE = 25
 MAX_PAGE_SIZE = 200
 # Counts stop here: an exact count of a million rows costs more than the page it labels.
-COUNT_LIMIT = 10_000
+COUNT_LIMIT = 1_000
 # A count that takes longer than this is left out ("?"): a filter matching few rows of a large
 # table would otherwise scan all of it for every page view.
 COUNT_TIMEOUT_MS = 50

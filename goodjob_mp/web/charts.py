@@ -75,8 +75,9 @@ def line_chart(
         )
     for i in sorted({0, n // 2, n - 1}):
         if i < len(x_labels):
+            anchor = "start" if i == 0 else "end" if i == n - 1 else "middle"
             parts.append(
-                f'<text class="axis" x="{x(i):.1f}" y="{height - 8}" text-anchor="middle">'
+                f'<text class="axis" x="{x(i):.1f}" y="{height - 8}" text-anchor="{anchor}">'
                 f"{escape(x_labels[i])}</text>"
             )
     for k, (name, values) in enumerate(lines):

@@ -8,3 +8,9 @@ CREATE INDEX IF NOT EXISTS index_good_jobs_on_created_at
     ON good_jobs USING btree (created_at);
 CREATE INDEX IF NOT EXISTS index_good_jobs_on_scheduled_at
     ON good_jobs USING btree (scheduled_at) WHERE (finished_at IS NULL);
+-- The running list (GoodJob's "running": performed and not finished), newest first. Ours, not
+-- GoodJob's: it holds only jobs in flight, so it stays small; without it the page filters every
+-- unfinished row, which grows with the backlog (47 ms at 70k unfinished rows, 1M jobs).
+CREATE INDEX IF NOT EXISTS index_good_jobs_on_performed_at_running
+    ON good_jobs USING btree (performed_at)
+    WHERE (finished_at IS NULL AND performed_at IS NOT NULL);
