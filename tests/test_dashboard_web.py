@@ -174,8 +174,9 @@ def test_cron_toggle_and_run_now(client, db):
     assert client.post("/cron/nope/run", data={"csrf_token": token(html)}).status_code == 404
 
 
-def test_mounted_under_a_prefix_in_starlette_and_flask(db, database_url):
+def test_mounted_under_a_prefix_in_starlette_django_asgi_and_flask(db, database_url):
     from starlette.applications import Starlette
+    from starlette.responses import PlainTextResponse
     from starlette.routing import Mount
 
     job_id = make_job(db, "queued")
@@ -192,6 +193,27 @@ def test_mounted_under_a_prefix_in_starlette_and_flask(db, database_url):
             follow_redirects=False,
         )
         assert posted.headers["location"].startswith(f"/admin/jobs/jobs/{job_id}?")
+    dashboard.state.dashboard.close()
+
+    # docs/dashboard.md's Django asgi.py dispatcher, with a stand-in for Django's app.
+    dashboard = create_app(database_url=database_url, cron_entries=ENTRIES)
+
+    async def django_app(scope, receive, send):
+        await PlainTextResponse("django")(scope, receive, send)
+
+    async def application(scope, receive, send):
+        path = scope.get("path", "")
+        if scope["type"] == "http" and (path == "/jobs" or path.startswith("/jobs/")):
+            scope = dict(scope, root_path=scope.get("root_path", "") + "/jobs")
+            await dashboard(scope, receive, send)
+        else:
+            await django_app(scope, receive, send)
+
+    client = TestClient(application)  # no lifespan: the stand-in only speaks HTTP
+    assert client.get("/other").text == "django"
+    html = client.get("/jobs/jobs").text
+    assert f'href="/jobs/jobs/{job_id}"' in html
+    assert client.get(f"/jobs/jobs/{job_id}").status_code == 200
     dashboard.state.dashboard.close()
 
     flask = pytest.importorskip("flask")
