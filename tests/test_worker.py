@@ -123,9 +123,12 @@ def test_worker_refuses_old_schema(database_url):
             with pytest.raises(SchemaOutdatedError, match="goodjob-supervisor migrate"):
                 Worker(load_settings({})).start()
         finally:
-            conn.execute(
-                "INSERT INTO goodjob_mp_schema_migrations (version) VALUES ('0001_good_job_tables')"
-            )
+            from goodjob_mp.db.migrate import available_migrations
+
+            for version, _ in available_migrations():  # every one, not only 0001
+                conn.execute(
+                    "INSERT INTO goodjob_mp_schema_migrations (version) VALUES (%s)", (version,)
+                )
 
 
 def test_handed_back_jobs_wake_idle_listeners(db):
