@@ -162,6 +162,23 @@ def test_basic_auth_and_callable_auth(db, database_url):
         assert client.get("/jobs", headers={"x-staff": "yes"}).status_code == 200
     app.state.dashboard.close()
 
+    async def staff_only(request):
+        return request.headers.get("x-staff") == "yes"
+
+    app = create_app(database_url=database_url, auth=staff_only)
+    with TestClient(app) as client:
+        assert client.get("/processes").status_code == 403
+        assert client.get("/processes", headers={"x-staff": "yes"}).status_code == 200
+    app.state.dashboard.close()
+
+
+def test_an_oversized_form_is_refused_unread(client, db):
+    job_id = make_job(db, "queued")
+    html = client.get(f"/jobs/{job_id}").text
+    big = {"csrf_token": token(html), "padding": "x" * (300 * 1024)}
+    assert client.post(f"/jobs/{job_id}/discard", data=big).status_code == 413
+    assert admin.find_job(db, job_id).job["state"] == "queued"
+
 
 def test_cron_toggle_and_run_now(client, db):
     html = client.get("/cron").text

@@ -14,6 +14,7 @@ server that forks its workers after importing the app shares nothing across the 
 from __future__ import annotations
 
 import datetime as dt
+import inspect
 import json
 import os
 import secrets
@@ -49,6 +50,8 @@ from goodjob_mp.web.security import (
 )
 
 HERE = Path(__file__).resolve().parent
+# Forms are a token, an action and at most a page of job ids: anything larger is refused unread.
+MAX_FORM_BYTES = 256 * 1024
 UTC = dt.timezone.utc
 NAV = (
     ("jobs", "Jobs"),
@@ -307,8 +310,15 @@ class _Guard:
             return
         request = Request(scope, receive)
         if request.method not in ("GET", "HEAD"):
+            declared = request.headers.get("content-length", "")
+            if declared.isdigit() and int(declared) > MAX_FORM_BYTES:
+                await Response("Form too large.\n", status_code=413)(scope, receive, send)
+                return
             # The guard reads the form for its token; the endpoint reads it again from a replay.
-            body = await request.body()
+            body = await _read_body(receive)
+            if body is None:
+                await Response("Form too large.\n", status_code=413)(scope, receive, send)
+                return
             original = receive
             receive = _replay(body, original)
             request = Request(scope, _replay(body, original))
@@ -337,8 +347,14 @@ class _Guard:
                     return Response(
                         "Authentication required.\n", status_code=401, headers=auth.challenge()
                     )
-            elif not await run_in_threadpool(auth, request):
-                return Response("Forbidden.\n", status_code=403)
+            else:
+                # A coroutine hook runs on the loop; a plain one (maybe blocking) in a thread.
+                if inspect.iscoroutinefunction(auth):
+                    allowed = await auth(request)
+                else:
+                    allowed = await run_in_threadpool(auth, request)
+                if not allowed:
+                    return Response("Forbidden.\n", status_code=403)
         if request.method in ("GET", "HEAD"):
             return None
         if self.dash.read_only:
@@ -354,6 +370,22 @@ class _Guard:
                 "Reload the page and try again.",
             )
         return None
+
+
+async def _read_body(receive: Callable[[], Any]) -> bytes | None:
+    """The request body, or None past MAX_FORM_BYTES (a chunked upload says no length)."""
+    chunks, size = [], 0
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            return b"".join(chunks)
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > MAX_FORM_BYTES:
+            return None
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
 
 
 def _replay(body: bytes, original: Callable[[], Any]) -> Callable[[], Any]:
