@@ -146,6 +146,7 @@ def dashboard(
         entries = validate_cron_entries(settings)
     except CronConfigError as exc:
         raise click.ClickException(str(exc)) from None
+    _check_database()
     app = create_app(auth=auth, read_only=read_only, cron_entries=entries)
     click.echo(
         f"goodjob_mp dashboard on http://{bind}{root_path}/"
@@ -161,6 +162,21 @@ def dashboard(
         proxy_headers=False,
         server_header=False,
     )
+
+
+def _check_database() -> None:
+    """Fail at start with one clear line rather than on the first page view; warn when the
+    schema lacks the dashboard's indexes (the pages work, slowly on big tables)."""
+    from goodjob_mp.db.migrate import pending_migrations
+
+    with _connection() as conn:
+        missing = pending_migrations(conn)
+    if missing:
+        click.echo(
+            f"warning: the database schema is behind ({', '.join(missing)}); pages may be slow "
+            "on large tables. Run: goodjob-supervisor migrate",
+            err=True,
+        )
 
 
 # --- jobs -------------------------------------------------------------------------------------

@@ -336,3 +336,22 @@ def test_dashboard_command_serves_with_uvicorn(db, tmp_path):
         proc.terminate()
         out, _ = proc.communicate(timeout=20)
     assert f"dashboard on http://127.0.0.1:{port}/ (read-only)" in out
+
+
+def test_database_down_is_one_clear_line(db, monkeypatch):
+    from goodjob_mp.db import connection
+
+    down = "postgresql://nobody@127.0.0.1:1/none?connect_timeout=2"
+    app = create_app(database_url=down, cron_entries=ENTRIES)
+    with TestClient(app) as client:
+        page = client.get("/jobs")
+    assert page.status_code == 503 and "The database cannot be reached" in page.text
+    monkeypatch.setenv("GOOD_JOB_DATABASE_URL", down)
+    connection.reset_database_url()  # this process resolved the test database before
+    try:
+        result = CliRunner().invoke(main, ["dashboard"], catch_exceptions=False)
+    finally:
+        monkeypatch.undo()
+        connection.reset_database_url()
+    assert result.exit_code == 1 and "cannot connect to the database" in result.output
+    assert "Traceback" not in result.output

@@ -16,6 +16,7 @@ from __future__ import annotations
 import datetime as dt
 import inspect
 import json
+import logging
 import os
 import secrets
 import threading
@@ -25,9 +26,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
+import psycopg
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from markupsafe import Markup
-from psycopg_pool import ConnectionPool
+from psycopg_pool import ConnectionPool, PoolTimeout
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -36,6 +38,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from goodjob_mp.db import admin
+from goodjob_mp.db.connection import DatabaseUnavailableError
 from goodjob_mp.web import charts
 from goodjob_mp.web.security import (
     CSRF_COOKIE,
@@ -49,6 +52,7 @@ from goodjob_mp.web.security import (
     origin_ok,
 )
 
+log = logging.getLogger("goodjob_mp.web")
 HERE = Path(__file__).resolve().parent
 # Forms are a token, an action and at most a page of job ids: anything larger is refused unread.
 MAX_FORM_BYTES = 256 * 1024
@@ -123,6 +127,9 @@ class Dashboard:
                 from goodjob_mp.db.connection import database_url, session_conninfo
 
                 conninfo = session_conninfo(self.database_url or database_url())
+                # One plain connection first: an unreachable database fails this request within
+                # connect_timeout, instead of after the pool's wait (the next request retries).
+                psycopg.connect(conninfo).close()
                 self._pool = ConnectionPool(
                     conninfo,
                     min_size=1,
@@ -130,6 +137,7 @@ class Dashboard:
                     kwargs={"autocommit": True},
                     open=True,
                     name="goodjob-dashboard",
+                    timeout=10,
                 )
                 self._pool_pid = os.getpid()
             return self._pool
@@ -293,6 +301,14 @@ def _endpoint(dash: Dashboard, handler: Callable[..., Any]) -> Callable[[Request
             return await handler(dash, request)
         except admin.FilterError as exc:
             return dash.error(request, 400, str(exc))
+        except (psycopg.OperationalError, PoolTimeout, DatabaseUnavailableError) as exc:
+            log.warning("dashboard: database unavailable: %s", str(exc).strip())
+            return dash.error(
+                request,
+                503,
+                "The database cannot be reached right now; this page will work again once it "
+                "is back (check PostgreSQL and GOOD_JOB_DATABASE_URL).",
+            )
 
     return endpoint
 
