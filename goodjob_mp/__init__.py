@@ -16,7 +16,15 @@ from goodjob_mp.db.migrate import SchemaOutdatedError
 from goodjob_mp.enqueue import EnqueuedJob, bulk, using_connection
 from goodjob_mp.events import subscribe
 from goodjob_mp.execution import current_thread_shutting_down
-from goodjob_mp.jobs import INFINITE, DiscardOn, Job, RetryOn, UnknownJobClassError, job
+from goodjob_mp.jobs import (
+    INFINITE,
+    DiscardOn,
+    Job,
+    JobDefinitionError,
+    RetryOn,
+    UnknownJobClassError,
+    job,
+)
 from goodjob_mp.modes import perform_inline, shutdown, start_async
 from goodjob_mp.serialization import DeserializationError, GlobalID, SerializationError
 
@@ -31,6 +39,7 @@ __all__ = [
     "EnqueuedJob",
     "GlobalID",
     "Job",
+    "JobDefinitionError",
     "RetryOn",
     "SchemaOutdatedError",
     "SerializationError",

@@ -64,6 +64,13 @@ class Settings:
     # Upper bound on jobs claimed ahead of free threads when jobs are short.
     claim_buffer: int = 400
     goodjob_indexes: bool = False
+    # Writing arguments (goodjob_mp.serialization.WritePolicy): what a naive datetime means,
+    # how a Decimal is written, and whether values only goodjob_mp reads are refused.
+    naive_datetimes: str = "refuse"
+    decimal_format: str = "big_decimal"
+    active_job_compatible: bool = False
+    # Packages (besides the --app module's) whose modules a stored job_class may import.
+    job_packages: tuple[str, ...] = ()
 
     def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **changes)
@@ -147,6 +154,10 @@ _TEXT_PARSERS: dict[str, Callable[[str], Any]] = {
     "heartbeat_interval": float,
     "claim_buffer": int,
     "goodjob_indexes": _parse_bool,
+    "naive_datetimes": lambda t: t.strip().lower(),
+    "decimal_format": lambda t: t.strip().lower(),
+    "active_job_compatible": _parse_bool,
+    "job_packages": lambda t: tuple(p.strip() for p in t.split(",") if p.strip()),
 }
 
 ENV_PREFIX = "GOOD_JOB_"
@@ -224,6 +235,13 @@ def _check(settings: Settings, sources: Mapping[str, str]) -> None:
         fail("on_thread_error", "use a callable taking the exception")
     if not isinstance(settings.cron, Mapping):
         fail("cron", "use a mapping of cron key -> entry")
+    if settings.naive_datetimes not in ("refuse", "utc", "keep"):
+        fail("naive_datetimes", "use 'refuse', 'utc' or 'keep'")
+    packages = settings.job_packages
+    if isinstance(packages, str) or not all(isinstance(p, str) and p for p in packages):
+        fail("job_packages", "use a list of package names, e.g. ('myapp', 'billing')")
+    if settings.decimal_format not in ("big_decimal", "string"):
+        fail("decimal_format", "use 'big_decimal' (Rails 7.1+) or 'string' (Active Job 6.1/7.0)")
 
 
 # --- the layers -------------------------------------------------------------------------------

@@ -11,6 +11,9 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import datetime as dt
+import functools
+import os
+import threading
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -19,11 +22,11 @@ from typing import TYPE_CHECKING, Any
 import psycopg
 
 from goodjob_mp import events
-from goodjob_mp.config import current_settings
+from goodjob_mp.config import Settings, current_settings
 from goodjob_mp.db.connection import thread_connection
 from goodjob_mp.db.job_store import NewJob, copy_jobs, insert_job, to_naive_utc, utcnow
 from goodjob_mp.jobs import DEFAULT_PRIORITY, DEFAULT_QUEUE, EnqueueOptions
-from goodjob_mp.serialization import serialize_arguments
+from goodjob_mp.serialization import WritePolicy, serialize_arguments
 
 if TYPE_CHECKING:
     from goodjob_mp.jobs import Job
@@ -51,12 +54,63 @@ _connection: contextvars.ContextVar[psycopg.Connection | None] = contextvars.Con
 
 @contextlib.contextmanager
 def using_connection(conn: psycopg.Connection) -> Iterator[psycopg.Connection]:
-    """Enqueue on ``conn`` inside this block: the jobs exist only if its transaction commits."""
+    """Enqueue on ``conn`` inside this block: the jobs exist only if its transaction commits.
+
+    Their ``enqueue`` events fire only after that commit: when this block ends, for the
+    transactions that have committed by then (so put the block around the transaction), else at
+    this thread's next enqueue or block end. A rolled-back job fires none.
+    """
     token = _connection.set(conn)
     try:
         yield conn
     finally:
         _connection.reset(token)
+        flush_enqueue_events()
+
+
+# --- enqueue events after commit ---------------------------------------------------------------
+# psycopg has no commit hooks, so a job written inside a caller's transaction remembers that
+# transaction's id; Postgres says later whether it committed (txid_status). Costs one query per
+# enqueue, and only while someone subscribes to "enqueue".
+
+_CURRENT_TXID = "SELECT txid_current()"
+_TXID_STATUS = "SELECT x, txid_status(x) FROM unnest(%s::bigint[]) AS x"
+_pending = threading.local()
+
+
+def _pending_events() -> list[tuple[int, NewJob]]:
+    pending = getattr(_pending, "rows", None)
+    if pending is None or getattr(_pending, "pid", None) != os.getpid():
+        pending = _pending.rows = []
+        _pending.pid = os.getpid()
+    return pending
+
+
+def _emit_after_commit(conn: psycopg.Connection, rows: Sequence[NewJob]) -> None:
+    if not events.has_subscribers("enqueue"):
+        return
+    if conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE:
+        for row in rows:  # autocommit: the rows are committed already
+            _emit(row)
+        return
+    (txid,) = conn.execute(_CURRENT_TXID).fetchone()  # type: ignore[misc]
+    _pending_events().extend((txid, row) for row in rows)
+
+
+def flush_enqueue_events() -> None:
+    """Fire the ``enqueue`` events of this thread's jobs whose transactions have committed
+    (and forget those that rolled back). Runs by itself at the end of ``using_connection`` and
+    before each enqueue; call it after committing a transaction you enqueued in without one."""
+    pending = _pending_events()
+    if not pending:
+        return
+    txids = sorted({txid for txid, _ in pending})
+    status = dict(thread_connection().execute(_TXID_STATUS, (txids,)).fetchall())
+    still_open = [(txid, row) for txid, row in pending if status.get(txid) == "in progress"]
+    committed = [row for txid, row in pending if status.get(txid) == "committed"]
+    pending[:] = still_open
+    for row in committed:
+        _emit(row)
 
 
 @dataclass
@@ -89,8 +143,7 @@ def bulk(connection: psycopg.Connection | None = None) -> Iterator[Bulk]:
         conn = connection or _connection.get() or thread_connection()
         with conn.transaction():
             copy_jobs(conn, collected.rows)
-        for row in collected.rows:
-            _emit(row)
+        _emit_after_commit(conn, collected.rows)
         _after_write(collected.rows)
 
 
@@ -98,7 +151,7 @@ def build_serialized_params(
     job_class: str,
     job_id: uuid.UUID,
     queue_name: str,
-    priority: int,
+    priority: int | None,
     arguments: list[Any],
     enqueued_at: dt.datetime,
     scheduled_at: dt.datetime | None,
@@ -136,19 +189,23 @@ def build_job(
     """The row for one ``perform_later``; raises SerializationError before anything is written."""
     defaults = job_cls.default_options()
     queue_name = options.queue or defaults.queue or DEFAULT_QUEUE
+    # Active Job's priority (null when unset) goes into serialized_params; the column gets
+    # GoodJob's DEFAULT_PRIORITY in its place, as GoodJob writes it.
     priority = options.priority if options.priority is not None else defaults.priority
-    priority = DEFAULT_PRIORITY if priority is None else priority
     labels = options.labels if options.labels is not None else defaults.labels
     job_class = job_cls.job_class_name or job_cls.__qualname__
-    arguments = serialize_arguments(args, kwargs, job_name=job_class)
+    arguments = serialize_arguments(
+        args, kwargs, job_name=job_class, policy=write_policy(current_settings())
+    )
     now = utcnow()
-    scheduled = to_naive_utc(options.scheduled_at) if options.scheduled_at is not None else None
+    run_at = options.run_at(now)
+    scheduled = to_naive_utc(run_at) if run_at is not None else None
     job_id = uuid.uuid4()
     return NewJob(
         id=job_id,
         job_class=job_class,
         queue_name=queue_name,
-        priority=priority,
+        priority=DEFAULT_PRIORITY if priority is None else priority,
         serialized_params=build_serialized_params(
             job_class, job_id, queue_name, priority, arguments, now, scheduled
         ),
@@ -157,6 +214,18 @@ def build_job(
         labels=list(labels) if labels else None,
         cron_key=cron_key,
         cron_at=cron_at,
+    )
+
+
+@functools.lru_cache(maxsize=8)
+def _policy(naive: str, decimals: str, compatible: bool) -> WritePolicy:
+    return WritePolicy(naive, decimals, compatible)
+
+
+def write_policy(settings: Settings) -> WritePolicy:
+    """The argument-writing choices of ``settings``."""
+    return _policy(
+        settings.naive_datetimes, settings.decimal_format, settings.active_job_compatible
     )
 
 
@@ -199,9 +268,11 @@ def enqueue(
         handle = _handle(row)
         collected.jobs.append(handle)
         return handle
+    if getattr(_pending, "rows", None):
+        flush_enqueue_events()
     conn = connection or _connection.get() or thread_connection()
     insert_job(conn, row)
-    _emit(row)
+    _emit_after_commit(conn, [row])
     if connection is None:
         _after_write([row])
     return _handle(row)
@@ -211,5 +282,5 @@ def insert_row(conn: psycopg.Connection, row: NewJob) -> bool:
     """Insert a prepared row (cron uses this); False when its (cron_key, cron_at) existed."""
     inserted = insert_job(conn, row)
     if inserted:
-        _emit(row)
+        _emit_after_commit(conn, [row])
     return inserted

@@ -9,6 +9,7 @@ touches the database: it returns a ``JobResult`` for the completer to write.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import logging
 import threading
 import time
@@ -24,7 +25,7 @@ from goodjob_mp.backoff import retry_wait_seconds
 from goodjob_mp.config import Settings
 from goodjob_mp.db import job_store
 from goodjob_mp.db.job_store import ClaimedJob, JobResult, utcnow
-from goodjob_mp.jobs import Job, UnknownJobClassError, lookup
+from goodjob_mp.jobs import Job, RetryOn, UnknownJobClassError, importable_packages, lookup
 from goodjob_mp.serialization import DeserializationError, deserialize_arguments
 
 log = logging.getLogger("goodjob_mp.job")
@@ -35,19 +36,33 @@ INTERRUPTED_ERROR = "GoodJob::InterruptedError"
 MAX_BACKTRACE_LINES = 50
 
 
+def clean_text(text: str) -> str:
+    """Text that a Postgres ``text`` column (and jsonb) accepts: a NUL byte becomes the six
+    characters ``\\u0000`` and a lone surrogate its ``\\udXXX`` escape, so one job's odd
+    message can never fail the write of a whole batch of results."""
+    if text.isascii() and "\x00" not in text:
+        return text
+    text = text.replace("\x00", "\\u0000")
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def error_string(exc: BaseException) -> str:
     """GoodJob's ``"ErrorClass: message"``; builtins by bare name, others by import path."""
     cls = type(exc)
     name = (
         cls.__qualname__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__qualname__}"
     )
-    return f"{name}: {exc}"
+    try:
+        message = str(exc)
+    except Exception as str_error:  # a broken __str__ must not lose the job's result
+        message = f"<str() of the exception failed: {type(str_error).__name__}>"
+    return clean_text(f"{name}: {message}")
 
 
 def backtrace_lines(exc: BaseException) -> list[str]:
     """Ruby-style ``file:line:in `function'`` lines, innermost first, as GoodJob stores them."""
     frames = traceback.extract_tb(exc.__traceback__)[-MAX_BACKTRACE_LINES:]
-    return [f"{f.filename}:{f.lineno}:in `{f.name}'" for f in reversed(frames)]
+    return [clean_text(f"{f.filename}:{f.lineno}:in `{f.name}'") for f in reversed(frames)]
 
 
 def interrupted_message(started_at: dt.datetime) -> str:
@@ -143,8 +158,50 @@ def discard_poison(job: ClaimedJob, settings: Settings) -> JobResult:
     return _discard(job, utcnow(), error, settings)
 
 
+@functools.lru_cache(maxsize=8)
+def _importable_for(app: str | None, job_packages: tuple[str, ...]) -> tuple[str, ...]:
+    return importable_packages(app, job_packages)
+
+
+def _importable(settings: Settings) -> tuple[str, ...]:
+    return _importable_for(settings.app, tuple(settings.job_packages))
+
+
 def perform(job: ClaimedJob, settings: Settings) -> JobResult:
-    """Run one claimed job to a result. Never raises for the job's own errors."""
+    """Run one claimed job to a result. Never raises: not for the job's own errors (even
+    ``sys.exit()`` or ``KeyboardInterrupt`` raised by job code, which fail the attempt like any
+    other error), nor for an internal error, which backs the job off (see
+    ``internal_error_result``). The worker stops its threads with events, never by raising into
+    them, so nothing that escapes a job can be the worker's own shutdown."""
+    try:
+        return _perform(job, settings)
+    except BaseException as exc:
+        return internal_error_result(job, exc)
+
+
+def internal_error_result(job: ClaimedJob, exc: BaseException) -> JobResult:
+    """An error in goodjob_mp's own handling of a job (not in the job's code): keep the job and
+    retry it after a polynomial back-off on its execution count, never at once, so a bug cannot
+    spin a job through the queue. Recorded as unhandled (event 1)."""
+    log.error("internal error performing job %s %s", job.id, job.job_class, exc_info=exc)
+    now = utcnow()
+    wait = retry_wait_seconds("polynomially_longer", max(job.executions_count, 1), 0.15)
+    return JobResult(
+        id=job.id,
+        started_at=now,
+        ended_at=now,
+        finished=False,
+        retry_at=now + dt.timedelta(seconds=wait),
+        error=error_string(exc),
+        error_event=UNHANDLED,
+        backtrace=backtrace_lines(exc),
+        had_executions=True,
+        outcome="retried",
+        queue_name=job.queue_name,
+    )
+
+
+def _perform(job: ClaimedJob, settings: Settings) -> JobResult:
     started = utcnow()
     t0 = time.perf_counter()
     params = job.serialized_params
@@ -154,7 +211,7 @@ def perform(job: ClaimedJob, settings: Settings) -> JobResult:
             raise DeserializationError(
                 f"serialized_params of job {job.id} is not an Active Job payload: {params!r:.200}"
             )
-        job_cls = lookup(job_class or "")
+        job_cls = lookup(job_class or "", import_under=_importable(settings))
         args, kwargs = deserialize_arguments(params.get("arguments") or [])
     except (UnknownJobClassError, DeserializationError) as exc:
         error = f"{type(exc).__name__}: {exc}"
@@ -177,7 +234,7 @@ def perform(job: ClaimedJob, settings: Settings) -> JobResult:
         )
     try:
         instance.perform(*args, **kwargs)
-    except Exception as exc:
+    except BaseException as exc:  # job code's sys.exit()/KeyboardInterrupt fail the attempt too
         result = _failed(job, job_cls, instance, params, exc, started, settings)
     else:
         result = JobResult(
@@ -197,7 +254,7 @@ def _failed(
     job_cls: type[Job],
     instance: Job,
     params: dict[str, Any],
-    exc: Exception,
+    exc: BaseException,
     started: dt.datetime,
     settings: Settings,
 ) -> JobResult:
@@ -215,7 +272,9 @@ def _failed(
         if count < rule.attempts:
             counts[rule.key] = count
             wait = retry_wait_seconds(rule.wait, instance.executions, rule.jitter)
-            return _retry(job, params, instance, counts, error, backtrace, wait, RETRIED, started)
+            return _retry(
+                job, params, instance, counts, error, backtrace, wait, RETRIED, started, rule
+            )
         return _final(job, started, error, backtrace, RETRY_STOPPED, "retry_stopped", settings)
     _report_thread_error(exc, settings)
     if settings.retry_on_unhandled_error:
@@ -236,12 +295,20 @@ def _retry(
     wait: float,
     event: int,
     started: dt.datetime,
+    rule: RetryOn | None = None,
 ) -> JobResult:
     ended = utcnow()
     new_params = dict(params)
     new_params["executions"] = instance.executions
     new_params["exception_executions"] = counts
     new_params["provider_job_id"] = str(job.id)
+    queue_name = job.queue_name
+    # Active Job's retry_job(queue:, priority:): the retry is enqueued there. The row's
+    # queue_name and priority columns follow serialized_params when the result is written.
+    if rule is not None and rule.queue is not None:
+        queue_name = new_params["queue_name"] = rule.queue
+    if rule is not None and rule.priority is not None:
+        new_params["priority"] = rule.priority
     if events.has_subscribers("retry"):
         events.emit("retry", job_id=job.id, job_class=job.job_class, error=error, wait=wait)
     return JobResult(
@@ -256,7 +323,7 @@ def _retry(
         backtrace=backtrace,
         had_executions=True,
         outcome="retried",
-        queue_name=job.queue_name,
+        queue_name=queue_name,
     )
 
 

@@ -20,6 +20,8 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from goodjob_mp.backoff import retry_wait_seconds
+
 log = logging.getLogger("goodjob_mp.jobs")
 
 INFINITE = math.inf
@@ -31,20 +33,66 @@ class UnknownJobClassError(LookupError):
     """A stored ``job_class`` names no job known to this process."""
 
 
+class JobDefinitionError(TypeError):
+    """A job class whose ``retry_on`` / ``discard_on`` (or other definition) cannot work;
+    raised when the class is defined, never later at perform time."""
+
+
+def _exception_types(exceptions: Any, what: str) -> tuple[type[BaseException], ...]:
+    types = exceptions if isinstance(exceptions, tuple) else (exceptions,)
+    if not types or not all(isinstance(t, type) and issubclass(t, BaseException) for t in types):
+        raise JobDefinitionError(
+            f"{what}: {exceptions!r} is not an exception class; pass a class such as "
+            "TimeoutError or a tuple of them"
+        )
+    return types
+
+
 @dataclass(frozen=True)
 class RetryOn:
     """Retry when one of ``exceptions`` is raised, up to ``attempts`` times for this rule.
 
-    ``wait``: seconds, ``"polynomially_longer"``, ``"exponentially_longer"`` or a callable taking
-    the execution count (Active Job's semantics). ``attempts`` may be ``goodjob_mp.INFINITE``.
+    ``wait``: seconds (or a ``timedelta``), ``"polynomially_longer"``, ``"exponentially_longer"``
+    or a callable taking the execution count (Active Job's semantics). ``attempts`` may be
+    ``goodjob_mp.INFINITE``. ``queue`` and ``priority``, when given, are where the retry is
+    enqueued (as Active Job's ``retry_on queue:, priority:``). Every value is checked here, so a
+    bad rule fails when the job class is defined.
     """
 
     exceptions: type[BaseException] | tuple[type[BaseException], ...]
-    wait: float | str | Callable[[int], float] = 3
+    wait: float | dt.timedelta | str | Callable[[int], float] = 3
     attempts: float = 5
     jitter: float = 0.15
     queue: str | None = None
     priority: int | None = None
+
+    def __post_init__(self) -> None:
+        _exception_types(self.exceptions, "RetryOn")
+        if not callable(self.wait) or isinstance(self.wait, type):
+            try:
+                retry_wait_seconds(self.wait, 1, 0.0)
+            except ValueError as exc:
+                raise JobDefinitionError(f"RetryOn(wait={self.wait!r}) is invalid: {exc}") from None
+        if not _is_number(self.jitter) or not math.isfinite(self.jitter) or self.jitter < 0:
+            raise JobDefinitionError(
+                f"RetryOn(jitter={self.jitter!r}) is invalid; use a fraction such as 0.15, or 0"
+            )
+        attempts = self.attempts
+        if not _is_number(attempts) or not (
+            attempts == INFINITE or (float(attempts).is_integer() and attempts >= 1)
+        ):
+            raise JobDefinitionError(
+                f"RetryOn(attempts={attempts!r}) is invalid; use a whole number >= 1 or "
+                "goodjob_mp.INFINITE"
+            )
+        if self.queue is not None and (not isinstance(self.queue, str) or not self.queue.strip()):
+            raise JobDefinitionError(
+                f"RetryOn(queue={self.queue!r}) is invalid; use a queue name or None"
+            )
+        if self.priority is not None and not _is_whole(self.priority):
+            raise JobDefinitionError(
+                f"RetryOn(priority={self.priority!r}) is invalid; use a whole number or None"
+            )
 
     @property
     def key(self) -> str:
@@ -55,18 +103,44 @@ class RetryOn:
 
 @dataclass(frozen=True)
 class DiscardOn:
+    """Discard the job (no retry) when one of ``exceptions`` is raised."""
+
     exceptions: type[BaseException] | tuple[type[BaseException], ...]
 
+    def __post_init__(self) -> None:
+        _exception_types(self.exceptions, "DiscardOn")
 
-def _as_retry_rules(rules: Iterable[Any]) -> tuple[RetryOn, ...]:
-    return tuple(r if isinstance(r, RetryOn) else RetryOn(r) for r in rules)
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-def _as_discard_types(rules: Iterable[Any]) -> tuple[type[BaseException], ...]:
+def _is_whole(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _as_retry_rules(rules: Iterable[Any], owner: str) -> tuple[RetryOn, ...]:
+    if isinstance(rules, (RetryOn, type)):
+        rules = [rules]
+    out = []
+    for rule in rules:
+        try:
+            out.append(rule if isinstance(rule, RetryOn) else RetryOn(rule))
+        except JobDefinitionError as exc:
+            raise JobDefinitionError(f"{owner}.retry_on: {exc}") from None
+    return tuple(out)
+
+
+def _as_discard_types(rules: Iterable[Any], owner: str) -> tuple[type[BaseException], ...]:
+    if isinstance(rules, (DiscardOn, type)):
+        rules = [rules]
     out: list[type[BaseException]] = []
     for rule in rules:
         exc = rule.exceptions if isinstance(rule, DiscardOn) else rule
-        out.extend(exc if isinstance(exc, tuple) else (exc,))
+        try:
+            out.extend(_exception_types(exc, "DiscardOn"))
+        except JobDefinitionError as error:
+            raise JobDefinitionError(f"{owner}.discard_on: {error}") from None
     return tuple(out)
 
 
@@ -94,13 +168,19 @@ def _import_name(module: str) -> str:
     return module
 
 
-def lookup(name: str) -> type[Job]:
-    """The job class for a stored ``job_class``; imports its module once if it is a dotted path."""
+def lookup(name: str, *, import_under: Iterable[str] | None = None) -> type[Job]:
+    """The job class for a ``job_class`` name; imports its module once if it is a dotted path.
+
+    ``import_under``: the packages whose modules may be imported for it. A name read from a
+    database row is data, not code, so the worker passes its ``--app`` packages and
+    ``job_packages`` here: a row naming ``this.x`` must not run ``this``'s import side effect.
+    None (configuration the operator wrote, e.g. cron) imports any module.
+    """
     job_cls = _registry.get(name)
     if job_cls is not None:
         return job_cls
     module, _, _ = name.rpartition(".")
-    if module:
+    if module and (import_under is None or may_import(module, import_under)):
         try:
             importlib.import_module(module)
         except ImportError:
@@ -110,8 +190,21 @@ def lookup(name: str) -> type[Job]:
             return job_cls
     raise UnknownJobClassError(
         f"no job class {name!r} is registered in this process; import the module that defines it "
-        "(goodjob-supervisor --app=MODULE) or set job_class_name on the Job to answer to this name"
+        "(goodjob-supervisor --app=MODULE, or list its package in job_packages) or set "
+        "job_class_name on the Job to answer to this name"
     )
+
+
+def may_import(module: str, packages: Iterable[str]) -> bool:
+    """Whether ``module`` is one of ``packages`` or inside one (``a.b`` is inside ``a``)."""
+    return any(module == p or module.startswith(p + ".") for p in packages if p)
+
+
+def importable_packages(app: str | None, job_packages: Iterable[str] = ()) -> tuple[str, ...]:
+    """The packages a stored ``job_class`` may import: the top-level package of each ``--app``
+    module (``myapp.jobs`` allows ``myapp.*``) and the ``job_packages`` allow-list."""
+    apps = [a.strip() for a in (app or "").split(",") if a.strip()]
+    return (*dict.fromkeys(a.split(".")[0] for a in apps), *job_packages)
 
 
 def registered_names() -> list[str]:
@@ -123,10 +216,21 @@ def registered_names() -> list[str]:
 
 @dataclass(frozen=True)
 class EnqueueOptions:
+    """What ``set()`` says about an enqueue. ``wait`` is kept as seconds and turned into a run
+    time at ``perform_later`` (as Active Job does), so a configured job reused later still
+    waits the full time; ``scheduled_at`` (from ``wait_until=``) is a fixed moment."""
+
     queue: str | None = None
     priority: int | None = None
     scheduled_at: dt.datetime | None = None  # aware or naive-UTC
     labels: tuple[str, ...] | None = None
+    wait: float | None = None
+
+    def run_at(self, now: dt.datetime) -> dt.datetime | None:
+        """The requested run time for an enqueue at ``now`` (None: as soon as possible)."""
+        if self.wait is not None:
+            return now + dt.timedelta(seconds=self.wait)
+        return self.scheduled_at
 
 
 def clean_labels(labels: Iterable[str] | None) -> tuple[str, ...] | None:
@@ -154,27 +258,50 @@ def _make_options(
 ) -> EnqueueOptions:
     if wait is not None and wait_until is not None:
         raise ValueError("set() takes wait= or wait_until=, not both")
-    scheduled_at = None
+    seconds = None
     if wait is not None:
-        seconds = wait.total_seconds() if isinstance(wait, dt.timedelta) else float(wait)
-        scheduled_at = dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=seconds)
-    elif wait_until is not None:
-        if not isinstance(wait_until, dt.datetime):
-            raise TypeError(f"wait_until must be a datetime, got {type(wait_until).__name__}")
-        scheduled_at = wait_until
-    if priority is not None and not isinstance(priority, int):
+        seconds = _wait_seconds(wait)
+    elif wait_until is not None and not isinstance(wait_until, dt.datetime):
+        raise TypeError(f"wait_until must be a datetime, got {type(wait_until).__name__}")
+    if priority is not None and not _is_whole(priority):
         raise TypeError(f"priority must be an int, got {priority!r}")
     if queue is not None and (not isinstance(queue, str) or not queue.strip()):
         raise ValueError(f"queue must be a non-empty string, got {queue!r}")
-    return EnqueueOptions(queue, priority, scheduled_at, clean_labels(labels))
+    return EnqueueOptions(queue, priority, wait_until, clean_labels(labels), seconds)
+
+
+def _wait_seconds(wait: Any) -> float:
+    if isinstance(wait, dt.timedelta):
+        seconds = wait.total_seconds()
+    elif _is_number(wait):
+        seconds = float(wait)
+    else:
+        raise TypeError(
+            f"wait must be seconds or a timedelta, got {wait!r} ({type(wait).__name__})"
+        )
+    if not math.isfinite(seconds):
+        raise ValueError(
+            f"wait={wait!r} is not a finite number of seconds; use seconds (e.g. wait=300), a "
+            "timedelta, or wait_until= a datetime"
+        )
+    try:
+        dt.timedelta(seconds=seconds)
+    except OverflowError:
+        raise ValueError(
+            f"wait={wait!r} is beyond the largest datetime; use wait_until= a datetime"
+        ) from None
+    return seconds
 
 
 def _merge(base: EnqueueOptions, extra: EnqueueOptions) -> EnqueueOptions:
+    # A later wait= or wait_until= replaces the earlier one, whichever it was.
+    timed = extra.wait is not None or extra.scheduled_at is not None
     return EnqueueOptions(
         extra.queue if extra.queue is not None else base.queue,
         extra.priority if extra.priority is not None else base.priority,
-        extra.scheduled_at if extra.scheduled_at is not None else base.scheduled_at,
+        extra.scheduled_at if timed else base.scheduled_at,
         extra.labels if extra.labels is not None else base.labels,
+        extra.wait if timed else base.wait,
     )
 
 
@@ -204,7 +331,8 @@ class Job:
     """Subclass and define ``perform``. Class attributes are the defaults for every enqueue."""
 
     queue_name: ClassVar[str] = DEFAULT_QUEUE
-    priority: ClassVar[int] = DEFAULT_PRIORITY
+    # None: unset, as in Active Job (serialized_params["priority"] is null, the column is 0).
+    priority: ClassVar[int | None] = None
     labels: ClassVar[Sequence[str]] = ()
     job_class_name: ClassVar[str | None] = None
     retry_on: ClassVar[Sequence[Any]] = ()
@@ -217,8 +345,8 @@ class Job:
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        cls._retry_rules = _as_retry_rules(cls.retry_on)
-        cls._discard_types = _as_discard_types(cls.discard_on)
+        cls._retry_rules = _as_retry_rules(cls.retry_on, cls.__qualname__)
+        cls._discard_types = _as_discard_types(cls.discard_on, cls.__qualname__)
         if "job_class_name" not in cls.__dict__ or cls.__dict__["job_class_name"] is None:
             cls.job_class_name = f"{_import_name(cls.__module__)}.{cls.__qualname__}"
         register(cls.job_class_name, cls)
@@ -266,7 +394,7 @@ class Job:
 @dataclass
 class _DecoratorOptions:
     queue: str = DEFAULT_QUEUE
-    priority: int = DEFAULT_PRIORITY
+    priority: int | None = None
     labels: Sequence[str] = ()
     name: str | None = None
     retry_on: Sequence[Any] = field(default_factory=tuple)
@@ -302,7 +430,7 @@ def job(
     fn: Callable[..., Any] | None = None,
     *,
     queue: str = DEFAULT_QUEUE,
-    priority: int = DEFAULT_PRIORITY,
+    priority: int | None = None,
     labels: Sequence[str] = (),
     name: str | None = None,
     retry_on: Sequence[Any] = (),

@@ -19,16 +19,21 @@ What is written (and read back):
   fixed offset) as ``TimeSerializer``, which keeps the offset on the Ruby side too (a
   ``TimeWithZone`` would be moved into the Rails app's zone). Values are ISO 8601 with 9 fraction
   digits, like Rails. Reading gives microseconds: Ruby's nanoseconds are truncated.
-- naive ``datetime``: ``GoodJobMP::NaiveDateTimeSerializer``. Calling it UTC would silently shift
-  every local time, and refusing it would punish the common case, so it round-trips unchanged
-  between Python services. A Ruby job cannot read it unless the Rails app defines that serializer.
-- ``date`` as ``DateSerializer``; ``Decimal`` as ``BigDecimalSerializer`` (the Rails 7.1+ form;
-  Rails 6.1 writes a bare string like ``"12.34"``, which reads back as ``str`` because nothing
-  tells it apart from a string; Rails before 7.1 cannot read the tag, so pass ``str(d)`` to jobs
-  run by such an app); ``timedelta`` as ``DurationSerializer`` in days, hours, minutes
+- naive ``datetime``: refused by default, because it names no moment: Ruby (and any host in
+  another zone) would read another time. ``naive_datetimes="utc"`` writes it as UTC;
+  ``"keep"`` writes goodjob_mp's own ``GoodJobMP::NaiveDateTimeSerializer`` (Python only).
+- ``date`` as ``DateSerializer``; ``Decimal`` as ``BigDecimalSerializer`` (the Rails 7.1+ form),
+  or with ``decimal_format="string"`` as a bare string like ``"12.34"``, as Active Job 6.1/7.0
+  write one (they refuse the tag); such a string reads back as ``str``, because nothing tells it
+  apart from a string. ``timedelta`` as ``DurationSerializer`` in days, hours, minutes
   and seconds (never weeks, months or years: those are calendar lengths in Ruby).
 - ``UUID``, ``tuple``, ``set``/``frozenset`` under goodjob_mp's own tags (``GoodJobMP::...``),
   which only goodjob_mp reads; sets are written sorted so equal sets give equal JSON.
+- ``active_job_compatible=True`` refuses everything under a ``GoodJobMP::`` tag.
+- Text (values and keys) with a NUL character or a lone surrogate is refused: jsonb cannot
+  store it.
+- Floats of 1e16 and more are written in positional form (``10000000000000000.0``): jsonb keeps
+  a number's text only that way, and would turn ``1e+16`` (even ``1.0e+16``) into an integer.
 - ``IntEnum``/``StrEnum`` (any int or str mixin enum) as their value; they read back as the plain
   value. ``GlobalID`` (a Rails record reference) as ``{"_aj_globalid": uri}``.
 - Read only: Ruby symbols and modules (classes) become their name as ``str``; hashes with
@@ -51,12 +56,38 @@ from uuid import UUID
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 __all__ = [
+    "DEFAULT_POLICY",
     "DeserializationError",
     "GlobalID",
     "SerializationError",
+    "WritePolicy",
     "deserialize_arguments",
+    "dumps",
     "serialize_arguments",
 ]
+
+NAIVE_DATETIME_MODES = ("refuse", "utc", "keep")
+DECIMAL_FORMATS = ("big_decimal", "string")
+
+
+@dataclass(frozen=True)
+class WritePolicy:
+    """The choices a deployment makes about writing arguments (settings of the same names).
+
+    - ``naive_datetimes``: ``"refuse"`` (default) a naive ``datetime``; ``"utc"`` reads it as
+      UTC; ``"keep"`` writes goodjob_mp's own ``GoodJobMP::NaiveDateTimeSerializer``.
+    - ``decimal_format``: ``"big_decimal"`` (Rails 7.1+'s ``BigDecimalSerializer``) or
+      ``"string"`` (a bare string, as Active Job 6.1/7.0 write and read a BigDecimal).
+    - ``active_job_compatible``: refuse every value only goodjob_mp can read (UUID, tuple, set,
+      frozenset, kept naive datetimes), so every job can be performed by a Rails app.
+    """
+
+    naive_datetimes: str = "refuse"
+    decimal_format: str = "big_decimal"
+    active_job_compatible: bool = False
+
+
+DEFAULT_POLICY = WritePolicy()
 
 # Active Job's marker keys (ActiveJob::Arguments). Ruby also reserves their symbol forms, which are
 # the same strings once they reach Python.
@@ -101,8 +132,8 @@ _SUPPORTED = (
 )
 
 # Checked with `type(x) in _JSON_SCALARS` on the hot path: exact types only, so subclasses (enums)
-# take the slow path where they are converted.
-_JSON_SCALARS = (str, int, bool, type(None))
+# take the slow path where they are converted. str is not among them: its text is checked.
+_JSON_SCALARS = (int, bool, type(None))
 _JSON_LEAVES = (str, int, float, bool, type(None))
 
 
@@ -165,8 +196,23 @@ class _Refused(Exception):
         self.steps: list[str] = []
 
 
+class _Seen(set):  # type: ignore[type-arg]
+    """The ids of the containers being written (cycle check), carrying the write policy, so
+    that every writer keeps one extra argument."""
+
+    __slots__ = ("policy",)
+
+    def __init__(self, policy: WritePolicy) -> None:
+        super().__init__()
+        self.policy = policy
+
+
 def serialize_arguments(
-    args: Sequence[Any], kwargs: Mapping[str, Any], *, job_name: str | None = None
+    args: Sequence[Any],
+    kwargs: Mapping[str, Any],
+    *,
+    job_name: str | None = None,
+    policy: WritePolicy = DEFAULT_POLICY,
 ) -> list[Any]:
     """Turn a Python call into Active Job's ``arguments`` list (JSON-ready).
 
@@ -175,17 +221,20 @@ def serialize_arguments(
     if not kwargs:
         for arg in args:
             kind = type(arg)
-            if kind not in _JSON_SCALARS and not (kind is float and math.isfinite(arg)):
+            if kind is str:
+                if not arg.isascii() or "\x00" in arg:
+                    break
+            elif kind not in _JSON_SCALARS and not (kind is float and math.isfinite(arg)):
                 break
         else:
             return list(args)
-    return _serialize_slow(args, kwargs, job_name)
+    return _serialize_slow(args, kwargs, job_name, policy)
 
 
 def _serialize_slow(
-    args: Sequence[Any], kwargs: Mapping[str, Any], job_name: str | None
+    args: Sequence[Any], kwargs: Mapping[str, Any], job_name: str | None, policy: WritePolicy
 ) -> list[Any]:
-    seen: set[int] = set()
+    seen = _Seen(policy)
     out: list[Any] = []
     for index, arg in enumerate(args):
         try:
@@ -259,6 +308,8 @@ def _too_deep_error(value: Any, root: int | str, job_name: str | None) -> Serial
 
 def _write(value: Any, seen: set[int]) -> Any:
     kind = type(value)
+    if kind is str:
+        return _write_text(value)
     if kind in _JSON_SCALARS:
         return value
     if kind is float:
@@ -271,6 +322,36 @@ def _write(value: Any, seen: set[int]) -> Any:
     if writer is not None:
         return writer(value, seen)
     return _write_other(value, seen)
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _text_problem(text: str) -> str | None:
+    """Why Postgres's jsonb (UTF-8 text) cannot store ``text``, or None."""
+    if text.isascii() and "\x00" not in text:
+        return None
+    nul = text.find("\x00")
+    if nul >= 0:
+        return (
+            f"it contains a NUL character (\\x00) at index {nul}, which Postgres cannot store "
+            "in JSON; remove it, or pass binary data base64-encoded"
+        )
+    lone = _SURROGATE.search(text)
+    if lone is not None:
+        return (
+            f"it contains a lone surrogate ({lone.group()!r}) at index {lone.start()}, which is "
+            "not valid Unicode text; decode bytes with errors='replace' or pass them "
+            "base64-encoded"
+        )
+    return None
+
+
+def _write_text(value: str) -> str:
+    problem = _text_problem(value)
+    if problem is not None:
+        raise _Refused(value, problem)
+    return value
 
 
 def _write_float(value: float) -> float:
@@ -315,6 +396,9 @@ def _check_key(key: Any) -> None:
             "str() or use a list of pairs",
             subject="dict key",
         )
+    problem = _text_problem(key)
+    if problem is not None:
+        raise _Refused(key, problem, subject="dict key")
     if str.__str__(key) in _RESERVED_KEYS:
         raise _Refused(
             key,
@@ -366,7 +450,17 @@ def _offset_suffix(value: datetime, offset: timedelta) -> str:
 def _write_datetime(value: datetime, seen: set[int]) -> dict[str, Any]:
     offset = value.utcoffset()
     if offset is None:
-        return _tagged(_NAIVE_DATE_TIME, value=_iso_datetime(value, ""))
+        policy: WritePolicy = seen.policy  # type: ignore[attr-defined]
+        if policy.naive_datetimes == "utc":
+            return _tagged(_TIME, value=_iso_datetime(value, "Z"))
+        if policy.naive_datetimes == "keep" and not policy.active_job_compatible:
+            return _tagged(_NAIVE_DATE_TIME, value=_iso_datetime(value, ""))
+        raise _Refused(
+            value,
+            "a naive datetime names no moment (Ruby and other hosts would read another time); "
+            "attach a zone, e.g. value.replace(tzinfo=datetime.timezone.utc), or set "
+            "naive_datetimes='utc' to read naive values as UTC",
+        )
     text = _iso_datetime(value, _offset_suffix(value, offset))
     zone = value.tzinfo
     if isinstance(zone, ZoneInfo):
@@ -383,6 +477,8 @@ def _write_date(value: date, seen: set[int]) -> dict[str, Any]:
 def _write_decimal(value: Decimal, seen: set[int]) -> dict[str, Any]:
     if not value.is_finite():
         raise _Refused(value, "only finite decimals are supported; pass None or a string instead")
+    if seen.policy.decimal_format == "string":  # type: ignore[attr-defined]
+        return str(value)  # how Active Job 6.1/7.0 write a BigDecimal; it reads back as str
     return _tagged(_BIG_DECIMAL, value=str(value))
 
 
@@ -412,11 +508,22 @@ def _write_timedelta(value: timedelta, seen: set[int]) -> dict[str, Any]:
     return _tagged(_DURATION, value=value_seconds, parts=parts)
 
 
+def _python_only(value: Any, seen: set[int], fix: str) -> None:
+    if seen.policy.active_job_compatible:  # type: ignore[attr-defined]
+        raise _Refused(
+            value,
+            f"it would be written with a GoodJobMP:: serializer that a Rails app cannot read, "
+            f"and active_job_compatible is on; {fix}",
+        )
+
+
 def _write_uuid(value: UUID, seen: set[int]) -> dict[str, Any]:
+    _python_only(value, seen, "pass str(value)")
     return _tagged(_UUID, value=str(value))
 
 
 def _write_tuple(value: tuple[Any, ...], seen: set[int]) -> dict[str, Any]:
+    _python_only(value, seen, "pass a list")
     _enter(value, seen)
     out = _write_items(value, seen, _list_step)
     seen.discard(id(value))
@@ -428,6 +535,7 @@ def _set_step(index: int) -> str:
 
 
 def _write_set(value: set[Any] | frozenset[Any], seen: set[int]) -> dict[str, Any]:
+    _python_only(value, seen, "pass a sorted list")
     _enter(value, seen)
     try:
         items = sorted(value)
@@ -469,7 +577,7 @@ def _write_other(value: Any, seen: set[int]) -> Any:
         if isinstance(value, int):
             return int(value)
         if isinstance(value, str):
-            return str.__str__(value)
+            return _write_text(str.__str__(value))
         raise _Refused(
             value,
             "plain Enum members have no JSON form; pass member.value or member.name, or make "
@@ -477,7 +585,7 @@ def _write_other(value: Any, seen: set[int]) -> Any:
         )
     # Subclasses of the JSON types are written as the base type.
     if isinstance(value, str):
-        return str.__str__(value)
+        return _write_text(str.__str__(value))
     if isinstance(value, int):
         return int(value)
     if isinstance(value, float):
@@ -513,6 +621,30 @@ def _refusal_hint(value: Any) -> str:
             "object inside the job"
         )
     return f"{_SUPPORTED}; pass an id or a plain dict and rebuild the object inside the job"
+
+
+# --------------------------------------------------------------------------- JSON text
+
+# A JSON string (skipped whole) or a number in exponent notation >= 1e16, the only floats
+# Python writes with "e+".
+_STRING_OR_BIG_FLOAT = re.compile(r'"(?:[^"\\]|\\.)*"|(-?\d+(?:\.\d+)?e\+\d+)')
+
+
+def _positional(match: re.Match[str]) -> str:
+    number = match.group(1)
+    if number is None:
+        return match.group(0)
+    return format(Decimal(number), "f") + ".0"
+
+
+def dumps(value: Any) -> str:
+    """Compact JSON for jsonb columns. Postgres stores ``1e+300`` (and ``1.0e+300``) as a
+    numeric without a fraction, which every reader then takes for an integer; written as
+    ``1000…0.0`` it stays a float for Python (and Ruby) readers."""
+    text = json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    if "e+" not in text:
+        return text
+    return _STRING_OR_BIG_FLOAT.sub(_positional, text)
 
 
 # --------------------------------------------------------------------------- reading

@@ -19,7 +19,9 @@ from goodjob_mp.serialization import (
     DeserializationError,
     GlobalID,
     SerializationError,
+    WritePolicy,
     deserialize_arguments,
+    dumps,
     serialize_arguments,
 )
 from tests.reference import REFERENCE_DIR
@@ -35,8 +37,9 @@ def arguments_of(row_id: str) -> list[Any]:
 
 
 def through_json(args: tuple[Any, ...] | list[Any], kwargs: dict[str, Any] | None = None):
-    """Serialise, pass through real JSON text as the database would, read back."""
-    written = serialize_arguments(args, kwargs or {})
+    """Serialise, pass through real JSON text as the database would, read back (naive datetimes
+    kept under goodjob_mp's tag, so that their round trip is covered too)."""
+    written = serialize_arguments(args, kwargs or {}, policy=WritePolicy(naive_datetimes="keep"))
     text = json.dumps(written, allow_nan=False)
     return deserialize_arguments(json.loads(text))
 
@@ -224,9 +227,32 @@ def test_fixed_offset_and_utc_datetimes_written_as_time() -> None:
     ]
 
 
-def test_naive_datetime_has_its_own_tag() -> None:
+def test_naive_datetime_is_refused_by_default_naming_the_fix() -> None:
     value = datetime(2024, 1, 2, 3, 4, 5, 6)
-    assert serialize_arguments([value], {}) == [
+    with pytest.raises(
+        SerializationError, match=r"kwargs\['when'\]\['at'\].*naive datetime"
+    ) as info:
+        serialize_arguments([], {"when": {"at": value}})
+    assert "tzinfo=datetime.timezone.utc" in str(info.value)
+    assert info.value.path == "kwargs['when']['at']"
+
+
+def test_naive_datetime_as_utc() -> None:
+    value = datetime(2024, 1, 2, 3, 4, 5, 6)
+    written = serialize_arguments([value], {}, policy=WritePolicy(naive_datetimes="utc"))
+    assert written == [
+        {
+            "_aj_serialized": "ActiveJob::Serializers::TimeSerializer",
+            "value": "2024-01-02T03:04:05.000006000Z",
+        }
+    ]
+    assert deserialize_arguments(written) == ([value.replace(tzinfo=timezone.utc)], {})
+
+
+def test_naive_datetime_kept_under_its_own_tag() -> None:
+    value = datetime(2024, 1, 2, 3, 4, 5, 6)
+    keep = WritePolicy(naive_datetimes="keep")
+    assert serialize_arguments([value], {}, policy=keep) == [
         {
             "_aj_serialized": "GoodJobMP::NaiveDateTimeSerializer",
             "value": "2024-01-02T03:04:05.000006000",
@@ -490,3 +516,122 @@ def test_bad_payload_parts_named() -> None:
     assert "Mars/Olympus_Mons" in str(unreadable([zone]))
 
     assert "JSON array" in str(unreadable({"a": 1}))
+
+
+# --------------------------------------------------------------------------- text jsonb refuses
+
+
+@pytest.mark.parametrize(
+    ("args", "kwargs", "path", "fragment"),
+    [
+        (["a\x00b"], {}, "args[0]", "NUL character"),
+        ([{"k": ["ok", "x\x00"]}], {}, "args[0]['k'][1]", "NUL character"),
+        ([{"bad\x00key": 1}], {}, "args[0]", "NUL character"),
+        ([], {"name": "lone \udc80"}, "kwargs['name']", "lone surrogate"),
+        ([[{"\ud800": 1}]], {}, "args[0][0]", "lone surrogate"),
+    ],
+)
+def test_text_jsonb_cannot_store_is_refused_naming_its_path(args, kwargs, path, fragment) -> None:
+    with pytest.raises(SerializationError, match=fragment) as info:
+        serialize_arguments(args, kwargs, job_name="MyJob")
+    assert info.value.path == path
+    assert "MyJob" in str(info.value) and "\n" not in str(info.value)
+
+
+def test_a_keyword_name_with_nul_is_refused() -> None:
+    with pytest.raises(SerializationError, match="NUL character"):
+        serialize_arguments([], {"a\x00": 1})
+
+
+def test_non_ascii_text_is_still_a_plain_copy() -> None:
+    args = ["größe", "✓ 日本", {"ключ": "значение"}]
+    assert serialize_arguments(args, {}) == [
+        args[0],
+        args[1],
+        {"ключ": "значение", "_aj_symbol_keys": []},
+    ]
+
+
+# --------------------------------------------------------------------------- floats and jsonb
+
+
+@pytest.mark.parametrize(
+    "value", [1e16, 1e300, -1.5e16, 1.7976931348623157e308, 12345678901234567.0]
+)
+def test_big_floats_are_written_so_that_jsonb_keeps_them_floats(db, value) -> None:
+    text = dumps({"v": [value], "s": "1e+300 stays text"})
+    assert "e+" not in text.replace("1e+300 stays text", "")
+    (back,) = db.execute("SELECT %s::jsonb", (text,)).fetchone()
+    assert back == {"v": [value], "s": "1e+300 stays text"}
+    assert type(back["v"][0]) is float
+
+
+def test_exponent_form_alone_would_come_back_an_int(db) -> None:
+    # Why dumps() rewrites: this is what json.dumps (and Ruby's 1.0e+300) would give.
+    (back,) = db.execute("SELECT '[1e+300, 1.0e+16]'::jsonb").fetchone()
+    assert [type(v) for v in back] == [int, int]
+
+
+def test_big_float_argument_reads_back_a_float_through_a_real_row(db) -> None:
+    from goodjob_mp.db.job_store import insert_job
+    from goodjob_mp.enqueue import build_job
+    from goodjob_mp.jobs import EnqueueOptions
+    from tests.jobs_for_tests import remember
+
+    row = build_job(remember.job_class, [1e300], {"extra": 2.5e20}, EnqueueOptions())
+    insert_job(db, row)
+    (params,) = db.execute(
+        "SELECT serialized_params FROM good_jobs WHERE id = %s", (row.id,)
+    ).fetchone()
+    args, kwargs = deserialize_arguments(params["arguments"])
+    assert args == [1e300] and type(args[0]) is float
+    assert kwargs == {"extra": 2.5e20} and type(kwargs["extra"]) is float
+
+
+# --------------------------------------------------------------------------- write policies
+
+
+def test_decimals_as_plain_strings_for_active_job_6_1_and_7_0() -> None:
+    policy = WritePolicy(decimal_format="string")
+    assert serialize_arguments([Decimal("12.340"), {"d": Decimal("-1E+3")}], {}, policy=policy) == [
+        "12.340",
+        {"d": "-1E+3", "_aj_symbol_keys": []},
+    ]
+
+
+@pytest.mark.parametrize(
+    ("value", "fix"),
+    [
+        (UUID("12345678-1234-5678-1234-567812345678"), "str(value)"),
+        ((1, 2), "a list"),
+        ({1, 2}, "a sorted list"),
+        (frozenset({1}), "a sorted list"),
+        (datetime(2024, 1, 1), "attach a zone"),
+    ],
+    ids=str,
+)
+def test_active_job_compatible_refuses_goodjob_mp_only_values(value, fix) -> None:
+    strict = WritePolicy(naive_datetimes="keep", active_job_compatible=True)
+    with pytest.raises(SerializationError, match="cannot serialise argument 1") as info:
+        serialize_arguments([value], {}, policy=strict)
+    assert fix in str(info.value)
+    serialize_arguments([value], {}, policy=WritePolicy(naive_datetimes="keep"))  # allowed
+
+
+def test_active_job_compatible_still_writes_every_active_job_type() -> None:
+    strict = WritePolicy(active_job_compatible=True)
+    values = [
+        1,
+        "s",
+        2.5,
+        None,
+        [1],
+        {"a": 1},
+        date(2024, 1, 1),
+        datetime(2024, 1, 1, tzinfo=timezone.utc),
+        timedelta(seconds=5),
+        Decimal("1.5"),
+        GlobalID("gid://app/User/1"),
+    ]
+    written = serialize_arguments(values, {}, policy=strict)
+    assert "GoodJobMP" not in json.dumps(written)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import json
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from goodjob_mp.queues import QueueSelector
+from goodjob_mp.serialization import dumps as json_text
 
 NOTIFY_CHANNEL = "good_job"
 LOCK_TYPE_SKIPLOCKED = 1
@@ -38,10 +38,11 @@ def to_naive_utc(value: dt.datetime) -> dt.datetime:
 
 
 def dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    # serialization.dumps keeps floats >= 1e16 floats in jsonb (see there).
+    return json_text(value)
 
 
-def notify_payload(queue_name: str, scheduled_at: dt.datetime) -> str:
+def notify_payload(queue_name: str | None, scheduled_at: dt.datetime) -> str:
     # GoodJob's payload shape, so a Rails GoodJob listening on the same database wakes up too.
     return dumps({"queue_name": queue_name, "scheduled_at": scheduled_at.isoformat() + "Z"})
 
@@ -290,6 +291,9 @@ SET finished_at = CASE WHEN r.finished THEN r.ended_at END,
     scheduled_at = COALESCE(r.retry_at, j.scheduled_at),
     error = r.error, error_event = r.error_event,
     serialized_params = COALESCE(r.new_params, j.serialized_params),
+    -- a retry may move to another queue or priority (RetryOn(queue=, priority=))
+    queue_name = COALESCE(r.new_params->>'queue_name', j.queue_name),
+    priority = COALESCE((r.new_params->>'priority')::integer, j.priority),
     locked_by_id = NULL, locked_at = NULL, lock_type = NULL, updated_at = r.ended_at
 FROM r
 WHERE j.id = r.id AND j.locked_by_id = %(process_id)s
@@ -342,7 +346,9 @@ def write_results(
                     "retry_at": [r.retry_at for r in keep],
                     "errors": [r.error for r in keep],
                     "events": [r.error_event for r in keep],
-                    "params": [None if r.new_params is None else Jsonb(r.new_params) for r in keep],
+                    "params": [
+                        None if r.new_params is None else Jsonb(r.new_params, dumps) for r in keep
+                    ],
                     "backtraces": [
                         None if r.backtrace is None else Jsonb(r.backtrace) for r in keep
                     ],
@@ -437,7 +443,8 @@ def hand_back_jobs(conn: psycopg.Connection, process_ids: Sequence[uuid.UUID]) -
         queues = [
             r[0] for r in conn.execute(HAND_BACK, {"process_ids": list(process_ids), "now": now})
         ]
-        for queue_name in sorted(set(queues)):
+        # queue_name may be NULL (legal in GoodJob's schema): that payload wakes every pool.
+        for queue_name in sorted(set(queues), key=lambda q: (q is None, q or "")):
             conn.execute(NOTIFY, (NOTIFY_CHANNEL, notify_payload(queue_name, now)))
     return len(queues)
 

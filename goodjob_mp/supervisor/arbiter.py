@@ -8,8 +8,9 @@ systemd), ``spawn`` (start what should run) — then ``wait`` in select() on the
 pipe, every child's status pipe and the probe sockets.
 
 Never does work in a signal handler (handlers append to a queue; ``signal.set_wakeup_fd`` wakes
-the loop), never starts a thread, and never holds a database connection at the moment of a fork
-(the registry connection is closed before each fork and reopened by the next duty). Only pids
+the loop) and never starts a thread. The registry connection stays open across forks, so the
+row's advisory lock is never released (the child lets go of it untouched,
+``Registry.after_fork_in_child``); no other connection is open at the moment of a fork. Only pids
 it forked are waited for: an embedded PostgreSQL started by this process is never reaped here.
 """
 
@@ -451,7 +452,8 @@ class Arbiter:
         due = [s for s in self.pools if s.current is None and now >= s.restart_at]
         if not due:
             return
-        self.registry.close()  # no connection may cross a fork
+        # The registry connection crosses the fork (its lock must stay held); the child lets go
+        # of it in _in_child without touching it.
         if self.cron is not None:
             # The cron leader's connection must not cross a fork either: close() releases the
             # lock and the connection, and the next tick() takes leadership again.
@@ -495,6 +497,7 @@ class Arbiter:
     def _in_child(self, own_read_fd: int) -> None:
         """Drop everything of the supervisor's that the child must neither use nor close."""
         signal.set_wakeup_fd(-1)
+        self.registry.after_fork_in_child()
         os.close(own_read_fd)
         for fd in (self._wake_r, self._wake_w):
             os.close(fd)
@@ -647,7 +650,11 @@ class Arbiter:
         return ProbeStatus(
             started=self.all_started() and not self.draining,
             connected=self.all_connected() and not self.draining,
-            detail={"pools": self.pool_states(), "pid": self.pid},
+            detail={
+                "pools": self.pool_states(),
+                "pid": self.pid,
+                "registry": self.registry.status(),
+            },
         )
 
     def state(self) -> dict[str, Any]:
