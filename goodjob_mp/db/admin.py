@@ -390,15 +390,24 @@ def find_job(
     return JobDetail(job, executions)
 
 
+def _advisory_lock_held(key_text_sql: str) -> str:
+    """SQL: some session of this database holds GoodJob's advisory lock for the record whose
+    lock text is ``key_text_sql`` (``'<table>-<id>'``; the key is the first 64 bits of its md5,
+    as GoodJob's AdvisoryLockable makes it). pg_locks lists every database, hence the filter."""
+    return f"""EXISTS (
+    SELECT 1 FROM pg_locks l
+    WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
+      AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+      AND ((l.classid::bigint << 32) | l.objid::bigint) = (
+        ('x' || substr(md5({key_text_sql}), 1, 16))::bit(64)::bigint))"""
+
+
 # --- actions ----------------------------------------------------------------------------------
 
 # Not running: no process has it locked, and no session holds GoodJob's advisory lock on the
 # row (a Rails GoodJob in advisory mode locks rows that way; key as GoodJob's Lockable makes it).
-_NOT_RUNNING = """locked_by_id IS NULL AND NOT EXISTS (
-    SELECT 1 FROM pg_locks l
-    WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
-      AND ((l.classid::bigint << 32) | l.objid::bigint) = (
-        ('x' || substr(md5('good_jobs-' || good_jobs.id::text), 1, 16))::bit(64)::bigint))"""
+_JOB_LOCK_HELD = _advisory_lock_held("'good_jobs-' || good_jobs.id::text")
+_NOT_RUNNING = f"locked_by_id IS NULL AND NOT {_JOB_LOCK_HELD}"
 
 # Retry a discarded job as GoodJob's Job#retry_job does: the same row goes back to the queue to
 # run now, Active Job's execution count goes up by one, the old error stays until the next run.
@@ -519,14 +528,9 @@ def apply_action_to_filter(
 
 # --- processes --------------------------------------------------------------------------------
 
-_PROCESSES = """
+_PROCESSES = f"""
 SELECT p.id, p.created_at, p.updated_at, p.state, p.lock_type,
-    EXISTS (
-        SELECT 1 FROM pg_locks l
-        WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
-          AND ((l.classid::bigint << 32) | l.objid::bigint) = (
-            ('x' || substr(md5('good_job_processes-' || p.id::text), 1, 16))::bit(64)::bigint)
-    ) AS locked,
+    {_advisory_lock_held("'good_job_processes-' || p.id::text")} AS locked,
     (SELECT count(*) FROM good_jobs j WHERE j.locked_by_id = p.id AND j.finished_at IS NULL)
         AS locked_jobs
 FROM good_job_processes p ORDER BY p.created_at
@@ -534,7 +538,7 @@ FROM good_job_processes p ORDER BY p.created_at
 
 
 @dataclass
-class ProcessRow:
+class ProcessView:
     id: uuid.UUID
     created_at: dt.datetime
     heartbeat_at: dt.datetime
@@ -573,22 +577,25 @@ class ProcessRow:
 
 
 def list_processes(
-    conn: psycopg.Connection, *, stale_after: float = 60.0, now: dt.datetime | None = None
-) -> list[ProcessRow]:
-    """Every registered process with its stored state. Alive: its advisory lock is held or
-    its heartbeat is newer than ``stale_after`` seconds (GoodJob's heartbeat is 30 s apart and
-    a Rails GoodJob in production does not hold the lock)."""
+    conn: psycopg.Connection,
+    *,
+    dead_process_timeout: float | None = None,
+    now: dt.datetime | None = None,
+) -> list[ProcessView]:
+    """Every registered process with its stored state; alive or not by the rule the sweep
+    uses (``goodjob_mp.db.processes.is_dead``: each row judged by its writer's own rule)."""
+    from goodjob_mp.config import current_settings
+    from goodjob_mp.db import processes
+
+    if dead_process_timeout is None:
+        dead_process_timeout = current_settings().dead_process_timeout
     now = now or utcnow()
-    rows = conn.execute(_PROCESSES).fetchall()
     out = []
-    for pid, created, updated, state, _lock_type, locked, locked_jobs in rows:
-        fresh = (now - updated).total_seconds() < stale_after
-        out.append(
-            ProcessRow(
-                pid, created, updated, state if isinstance(state, dict) else {}, locked,
-                locked_jobs, locked or fresh,
-            )
-        )  # fmt: skip
+    for ident, created, updated, state, lock_type, locked, locked_jobs in conn.execute(_PROCESSES):
+        judged = processes.ProcessRow(ident, lock_type, updated, locked)
+        alive = not processes.is_dead(judged, now, dead_process_timeout)
+        state = state if isinstance(state, dict) else {}
+        out.append(ProcessView(ident, created, updated, state, locked, locked_jobs, alive))
     return out
 
 
