@@ -101,8 +101,12 @@ def test_every_page_loads_on_a_database_with_jobs(browser, server, db, tmp_path)
             job_class=f"{state.title()}Job",
             arguments=["<script>alert(1)</script>"],
         )
+    real = DiscardedOnce.perform_later("from-perform_later")  # written by enqueue, not by SQL
+    cron_tick.set(priority=-5, labels=["nightly"]).perform_later()
     for path, heading in (
         ("/jobs", "Jobs"),
+        (f"/jobs/{real.id}", "tests.dashboard_support.DiscardedOnce"),
+        ("/jobs?label=nightly", "Jobs"),
         ("/jobs?state=discarded", "Jobs"),
         ("/cron", "Cron entries"),
         ("/processes", "Processes"),
@@ -114,7 +118,8 @@ def test_every_page_loads_on_a_database_with_jobs(browser, server, db, tmp_path)
         assert errors == [], path  # no blocked script, no CSP violation, no missing file
     open_page(browser, server + "/jobs")
     # The argument is shown as text and never ran (no alert is open).
-    assert "<script>alert(1)</script>" in browser.find_element(By.CSS_SELECTOR, "td.args").text
+    shown = [cell.text for cell in browser.find_elements(By.CSS_SELECTOR, "td.args")]
+    assert sum("<script>alert(1)</script>" in text for text in shown) == 6
     assert browser.execute_script("return document.querySelectorAll('td script').length") == 0
     link = browser.find_element(By.CSS_SELECTOR, "a.job-link")
     link.click()

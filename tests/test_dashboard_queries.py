@@ -326,6 +326,13 @@ def test_rows_written_by_rails_goodjob_show_in_their_states(db):
     assert [r["job_class"] for r in search.rows] == ["UnhandledErrorJob"]
     labelled = admin.list_jobs(db, admin.JobFilter(label="billing"), now=now)
     assert [r["job_class"] for r in labelled.rows] == ["LabeledJob"]
+    # Retry a job Rails discarded: only Active Job's execution count changes in its params.
+    discarded = uuid.UUID("9fcf7ce5-e55f-40cf-aa4a-617f08449ae6")
+    before = admin.find_job(db, discarded, now=now).job["serialized_params"]
+    assert admin.apply_action(db, "retry", [discarded], now=now) == [discarded]
+    after = admin.find_job(db, discarded, now=now).job
+    assert after["state"] == "queued"
+    assert after["serialized_params"] == {**before, "executions": before["executions"] + 1}
     processes = admin.list_processes(db, now=now)
     assert {p.hostname for p in processes} == {"vm"}
     capsule = next(p for p in processes if p.pools)
