@@ -355,3 +355,17 @@ def test_database_down_is_one_clear_line(db, monkeypatch):
         connection.reset_database_url()
     assert result.exit_code == 1 and "cannot connect to the database" in result.output
     assert "Traceback" not in result.output
+
+
+def test_rails_goodjob_rows_render_on_every_page(client, db):
+    from tests.dashboard_support import load_goodjob_reference
+
+    load_goodjob_reference(db)
+    jobs = client.get("/jobs?limit=50").text
+    for job_class in ("BlockingJob", "RetryStoppedJob", "SerializedArgsJob", "LabeledJob"):
+        assert job_class in jobs
+    interrupted = client.get("/jobs/a6ee82b2-3254-480b-b97f-f62afaa243c7").text
+    assert "GoodJob::InterruptedError" in interrupted and "Executions (2)" in interrupted
+    processes = client.get("/processes").text
+    assert "work,crash,reports" in processes and "capture_fixtures.rb" in processes
+    assert client.get("/performance?minutes=1440").status_code == 200
