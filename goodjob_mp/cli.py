@@ -236,3 +236,7 @@ def cleanup_preserved_jobs(
 
 
 main.add_command(cron)
+
+from goodjob_mp.dashboard_cli import register as _register_dashboard  # noqa: E402
+
+_register_dashboard(main)
