@@ -8,14 +8,12 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from tests.goodjob_ruby import (  # noqa: F401  (fixtures)
-    GoodJobRuby,
-    database_url_for_ruby,
-    goodjob_ruby,
-    goodjob_ruby_source,
-    goodjob_source,
-)
+from tests import goodjob_ruby as harness
+from tests.goodjob_ruby import GoodJobRuby, database_url_for_ruby, goodjob_source
 from tests.waiting import wait_for
+
+goodjob_ruby = harness.goodjob_ruby
+goodjob_ruby_source = harness.goodjob_ruby_source
 
 LEDGER = """
 CREATE TABLE IF NOT EXISTS coexist_ledger (
