@@ -18,6 +18,7 @@ from goodjob_mp.events import subscribe
 from goodjob_mp.execution import current_thread_shutting_down
 from goodjob_mp.jobs import INFINITE, DiscardOn, Job, RetryOn, UnknownJobClassError, job
 from goodjob_mp.modes import perform_inline, shutdown, start_async
+from goodjob_mp.pauses_api import PauseError, Pauses, pause, pauses, unpause
 from goodjob_mp.serialization import DeserializationError, GlobalID, SerializationError
 
 __version__ = "0.1.0"
@@ -30,6 +31,8 @@ __all__ = [
     "DiscardOn",
     "EnqueuedJob",
     "GlobalID",
+    "PauseError",
+    "Pauses",
     "Job",
     "RetryOn",
     "SchemaOutdatedError",
@@ -42,9 +45,12 @@ __all__ = [
     "current_thread_shutting_down",
     "job",
     "load_settings",
+    "pause",
+    "pauses",
     "perform_inline",
     "shutdown",
     "start_async",
     "subscribe",
+    "unpause",
     "using_connection",
 ]

@@ -216,3 +216,6 @@ def _register_optional_commands() -> None:
 
 
 _register_optional_commands()
+from goodjob_mp import pauses_cli  # noqa: E402  (pause, unpause, pauses)
+
+pauses_cli.register(main)

@@ -20,6 +20,7 @@ import psycopg
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
+from goodjob_mp.features import pauses as pause_policy
 from goodjob_mp.queues import QueueSelector
 
 NOTIFY_CHANNEL = "good_job"
@@ -192,11 +193,13 @@ _FILTERS = {
 }
 
 
-def claim_sql(selector: QueueSelector) -> str:
+def claim_sql(selector: QueueSelector, *, pauses: bool = True) -> str:
+    """``pauses``: skip paused jobs (the worker turns it off while nothing is paused)."""
     order = _PLAIN_ORDER
     if selector.ordered:
         order = "array_position(%(queues)s::text[], queue_name), " + _PLAIN_ORDER
-    return _CLAIM.format(filter=_FILTERS[selector.kind], order=order)
+    condition = pause_policy.CLAIM_CONDITION if pauses else ""
+    return _CLAIM.format(filter=_FILTERS[selector.kind] + condition, order=order)
 
 
 @dataclass

@@ -44,6 +44,7 @@ from goodjob_mp.execution import (
 from goodjob_mp.queues import PoolSpec, parse_pools
 from goodjob_mp.worker.batching import claim_limit, ewma
 from goodjob_mp.worker.cache import ScheduledCache
+from goodjob_mp.worker.pause_watch import PauseWatch
 
 log = logging.getLogger("goodjob_mp.worker")
 
@@ -73,7 +74,7 @@ class Worker:
         self.max_threads = self.pool.thread_count(settings.max_threads)
         self.process_id = process_id or uuid.uuid4()
         self.name = name or f"goodjob-worker: {self.pool.text}"
-        self._claim_sql = job_store.claim_sql(self.selector)
+        self._pauses = PauseWatch(self.selector)  # which claim statement: see pause_watch
         self._work: queue.SimpleQueue[job_store.ClaimedJob | None] = queue.SimpleQueue()
         self._results: queue.SimpleQueue[job_store.JobResult | None] = queue.SimpleQueue()
         self._wake = threading.Event()
@@ -191,6 +192,7 @@ class Worker:
                     work_maybe = True
                     next_poll = now + poll
                     self._load_cache(conn)
+                    self._pauses.stale = True  # a Rails pause sends no NOTIFY: re-read it
                 if self._cache.pop_due(time.time()):
                     work_maybe = True
                 if work_maybe:
@@ -225,8 +227,10 @@ class Worker:
 
     def _claim(self, conn: psycopg.Connection, want: int) -> tuple[int, psycopg.Connection]:
         try:
+            if self._pauses.stale:
+                self._pauses.refresh(conn)
             jobs = job_store.claim_jobs(
-                conn, self.selector, self.process_id, want, sql_text=self._claim_sql
+                conn, self.selector, self.process_id, want, sql_text=self._pauses.claim_sql
             )
         except psycopg.OperationalError as exc:
             log.warning("%s: claim failed (%s); reconnecting", self.name, exc)
@@ -470,6 +474,7 @@ class Worker:
         except (ValueError, AttributeError):
             self._wake.set()
             return
+        self._pauses.on_notify(data)
         if queue_name is not None and not self.selector.matches(queue_name):
             return
         when = _parse_time(scheduled)
