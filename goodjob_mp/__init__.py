@@ -37,6 +37,7 @@ from goodjob_mp.jobs import (
     job,
     rescue_from,
 )
+from goodjob_mp.pauses_api import PauseError, Pauses, pause, pauses, unpause
 from goodjob_mp.serialization import DeserializationError, GlobalID, SerializationError
 from goodjob_mp.timeouts import JobTimeoutError
 
@@ -53,6 +54,8 @@ __all__ = [
     "DiscardOn",
     "EnqueuedJob",
     "GlobalID",
+    "PauseError",
+    "Pauses",
     "Job",
     "JobDefinitionError",
     "JobExecution",
@@ -73,11 +76,14 @@ __all__ = [
     "flush_enqueue_events",
     "job",
     "load_settings",
+    "pause",
+    "pauses",
     "perform_inline",
     "rescue_from",
     "shutdown",
     "start_async",
     "subscribe",
+    "unpause",
     "using_connection",
 ]
 

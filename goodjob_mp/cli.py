@@ -240,3 +240,6 @@ main.add_command(cron)
 from goodjob_mp.dashboard_cli import register as _register_dashboard  # noqa: E402
 
 _register_dashboard(main)
+from goodjob_mp import pauses_cli  # noqa: E402  (pause, unpause, pauses)
+
+pauses_cli.register(main)

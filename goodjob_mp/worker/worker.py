@@ -42,10 +42,12 @@ from goodjob_mp.execution import (
     perform,
     set_thread_shutdown_check,
 )
+from goodjob_mp.features import pauses as pause_policy
 from goodjob_mp.features.known_classes import UnknownClassLog
 from goodjob_mp.queues import PoolSpec, parse_pools
 from goodjob_mp.worker.batching import claim_limit, ewma
 from goodjob_mp.worker.cache import ScheduledCache
+from goodjob_mp.worker.pause_watch import PauseWatch
 
 log = logging.getLogger("goodjob_mp.worker")
 
@@ -80,6 +82,10 @@ class Worker:
         self._unknown = UnknownClassLog()
         self._next_probe = 0.0
         self._claim_statement = job_store.ClaimStatement(self.selector, self._conditions)
+        self._pauses = PauseWatch()  # whether the claim adds the pause filter: see pause_watch
+        self._paused_statement = job_store.ClaimStatement(
+            self.selector, [*self._conditions, pause_policy.PAUSED]
+        )
         self._work: queue.SimpleQueue[job_store.ClaimedJob | None] = queue.SimpleQueue()
         self._results: queue.SimpleQueue[job_store.JobResult | None] = queue.SimpleQueue()
         self._wake = threading.Event()
@@ -202,6 +208,7 @@ class Worker:
                     next_poll = now + poll
                     self._load_cache(conn)
                     self._probe_unknown(conn)
+                    self._pauses.stale = True  # a Rails pause sends no NOTIFY: re-read it
                 if self._cache.pop_due(time.time()):
                     work_maybe = True
                 if work_maybe:
@@ -236,8 +243,10 @@ class Worker:
 
     def _claim(self, conn: psycopg.Connection, want: int) -> tuple[int, psycopg.Connection]:
         try:
+            if self._pauses.stale:
+                self._pauses.refresh(conn)
             jobs = job_store.claim_jobs(
-                conn, self.selector, self.process_id, want, statement=self._claim_statement
+                conn, self.selector, self.process_id, want, statement=self._statement()
             )
         except psycopg.OperationalError as exc:
             log.warning("%s: claim failed (%s); reconnecting", self.name, exc)
@@ -280,6 +289,12 @@ class Worker:
             self._claim_statement = job_store.ClaimStatement(
                 self.selector, self._conditions, advisory_locks=wanted
             )
+            self._paused_statement = job_store.ClaimStatement(
+                self.selector, [*self._conditions, pause_policy.PAUSED], advisory_locks=wanted
+            )
+
+    def _statement(self) -> job_store.ClaimStatement:
+        return self._paused_statement if self._pauses.active else self._claim_statement
 
     def _probe_unknown(self, conn: psycopg.Connection) -> None:
         """Find classes the known-classes condition leaves waiting: log each once, and wake
@@ -559,6 +574,7 @@ class Worker:
         except (ValueError, AttributeError):
             self._wake.set()
             return
+        self._pauses.on_notify(data)
         if queue_name is not None and not self.selector.matches(queue_name):
             return
         when = _parse_time(scheduled)

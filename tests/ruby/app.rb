@@ -1,0 +1,68 @@
+# frozen_string_literal: true
+
+# A minimal Rails application that runs the real GoodJob from a source tree, for goodjob_mp's
+# co-existence tests. Settings match tests/fixtures/goodjob-reference/README.md: production env,
+# lock strategy default (advisory), preserve_job_records, enable_pauses, external execution,
+# LISTEN/NOTIFY on, retry_on_unhandled_error off, advisory_lock_heartbeat at its default (off).
+#
+# Environment:
+#   GOOD_JOB_SOURCE  a directory holding GoodJob's lib/, app/ and config/ (required)
+#   DATABASE_URL     the database to use (required)
+#   GJ_LEDGER_TABLE  table the test jobs insert into (default: coexist_ledger)
+
+source = ENV.fetch("GOOD_JOB_SOURCE") { abort "GOOD_JOB_SOURCE is not set: point it at GoodJob's source tree" }
+abort "GOOD_JOB_SOURCE=#{source} has no lib/good_job.rb" unless File.file?(File.join(source, "lib", "good_job.rb"))
+ENV.fetch("DATABASE_URL") { abort "DATABASE_URL is not set" }
+ENV["RAILS_ENV"] ||= "production"
+ENV["RAILS_LOG_TO_STDOUT"] ||= "1"
+ENV["SECRET_KEY_BASE"] ||= "goodjob-mp-coexistence-tests"
+
+$LOAD_PATH.unshift(File.join(source, "lib"))
+
+require "logger"
+require "rails"
+require "active_record/railtie"
+require "active_job/railtie"
+require "good_job"
+
+class GoodJobBenchApp < Rails::Application
+  config.root = __dir__
+  config.eager_load = false
+  config.logger = Logger.new($stdout, level: ENV.fetch("GJ_LOG_LEVEL", "warn").to_sym)
+  config.log_level = ENV.fetch("GJ_LOG_LEVEL", "warn").to_sym
+  config.active_job.queue_adapter = :good_job
+  config.good_job.preserve_job_records = true
+  config.good_job.enable_pauses = true
+  config.good_job.execution_mode = :external
+  config.good_job.enable_listen_notify = true
+  config.good_job.retry_on_unhandled_error = false
+  config.good_job.cleanup_preserved_jobs_before_seconds_ago = 14 * 24 * 3600
+end
+
+ActiveSupport::Deprecation.silenced = true
+GoodJobBenchApp.initialize!
+ActiveRecord::Base.logger = nil if ENV.fetch("GJ_LOG_LEVEL", "warn") != "debug"
+
+LEDGER_TABLE = ENV.fetch("GJ_LEDGER_TABLE", "coexist_ledger")
+
+# Writes one ledger row per perform: the co-existence test counts them to find double runs and
+# to see which side ran each job.
+class RubyLedgerJob < ActiveJob::Base
+  def perform(n, sleep_seconds = 0)
+    sleep(sleep_seconds) if sleep_seconds.to_f.positive?
+    conn = ActiveRecord::Base.connection
+    conn.exec_query(
+      "INSERT INTO #{LEDGER_TABLE} (active_job_id, job_class, arg, side, pid, performed_at) " \
+      "VALUES ($1, $2, $3, 'ruby', $4, clock_timestamp())",
+      "ledger", [job_id, self.class.name, n, Process.pid]
+    )
+  end
+end
+
+# The same job under a second name, so pauses by job class can be tested on one class.
+class RubyPausableJob < RubyLedgerJob; end
+
+# With labels, so pauses by label can be tested.
+class RubyLabeledJob < RubyLedgerJob
+  include GoodJob::ActiveJobExtensions::Labels
+end
