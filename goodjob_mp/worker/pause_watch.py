@@ -1,9 +1,9 @@
 """Which claim statement a worker runs: with the pause filter only while something is paused.
 
 The filter (the claim condition ``features.pauses.PAUSED``) reads the ``pauses`` row inside
-the claim, so while it is on, every pause and unpause takes effect at the next claim. It costs each claim
-about 0.1 ms of planning and execution, so while nothing is paused the worker runs the plain
-statement. It learns that something was paused:
+the claim, so while it is on, every pause and unpause takes effect at the next claim. It costs
+each claim about 0.1 ms of planning and execution, so while nothing is paused the worker runs
+the plain statement. It learns that something was paused:
 
 - at once, from the NOTIFY that ``gj.pause`` / ``goodjob-supervisor pause`` send
   (payload ``{"pauses": "changed"}``);
