@@ -19,6 +19,7 @@ from typing import Any
 import click
 import psycopg
 
+from goodjob_mp import cli_common
 from goodjob_mp.db import admin
 
 DEFAULT_BIND = "127.0.0.1:8088"
@@ -107,7 +108,6 @@ def dashboard(
     Basic auth: set GOOD_JOB_DASHBOARD_USER and GOOD_JOB_DASHBOARD_PASSWORD.
     Needs the web extra: pip install 'goodjob-mp[web]'.
     """
-    from goodjob_mp import cli
 
     try:
         host, port = parse_bind(bind)
@@ -123,9 +123,7 @@ def dashboard(
             f"the dashboard needs the 'web' extra ({exc}); install it with: "
             "pip install 'goodjob-mp[web]'"
         ) from None
-    cli._setup_logging(ctx.obj["log_level"])
-    cli._import_app(ctx.obj.get("app"))
-    settings = cli._settings({})
+    settings = cli_common.load(ctx)
     user, password = os.environ.get(USER_ENV), os.environ.get(PASSWORD_ENV)
     if bool(user) != bool(password):
         raise click.ClickException(f"basic auth needs both {USER_ENV} and {PASSWORD_ENV} set")
@@ -158,7 +156,7 @@ def dashboard(
         host=host,
         port=port,
         root_path=root_path,
-        log_level=ctx.obj["log_level"],
+        log_level=settings.log_level,
         proxy_headers=False,
         server_header=False,
     )
@@ -184,10 +182,9 @@ def _check_database() -> None:
 
 @contextmanager
 def _connection() -> Iterator[psycopg.Connection]:
-    from goodjob_mp import cli
     from goodjob_mp.db.connection import DatabaseUnavailableError, connect
 
-    cli._settings({})
+    cli_common.load(click.get_current_context())
     try:
         conn = connect()
     except DatabaseUnavailableError as exc:

@@ -70,14 +70,18 @@ def perform_inline(queues: str = "*", limit: int | None = None) -> int:
         jobs = job_store.claim_jobs(conn, selector, process_id, 1)
         return jobs[0] if jobs else None
 
-    return _perform([], claim_due, limit)
+    # A retry that is due at once is claimed again by claim_due only if its (maybe moved) queue
+    # is one of ``queues``: a drain never runs jobs outside the queues it was asked for.
+    return _perform([], claim_due, limit, retry_at_once=False)
 
 
 def _claim_nothing(conn: psycopg.Connection, process_id: uuid.UUID) -> None:
     return None
 
 
-def _perform(pending: list[uuid.UUID], claim_next: Claim, limit: int | None) -> int:
+def _perform(
+    pending: list[uuid.UUID], claim_next: Claim, limit: int | None, *, retry_at_once: bool = True
+) -> int:
     settings = current_settings()
     conn = thread_connection()
     process_id = _process_id()
@@ -97,7 +101,7 @@ def _perform(pending: list[uuid.UUID], claim_next: Claim, limit: int | None) -> 
             result = perform(job, settings)
             job_store.write_results(conn, [result], process_id)
             count += 1
-            if _retry_due_now(result):
+            if retry_at_once and _retry_due_now(result):
                 pending.insert(0, job.id)  # GoodJob's inline adapter retries while due
     finally:
         _local.pending = None

@@ -35,11 +35,10 @@ def _target(queue: str | None, job_class: str | None, label: str | None) -> tupl
 
 
 def _connection(ctx: click.Context):
-    from goodjob_mp import cli
+    from goodjob_mp import cli_common
     from goodjob_mp.db.connection import DatabaseUnavailableError, connect
 
-    cli._setup_logging(ctx.obj["log_level"])
-    cli._settings({})
+    cli_common.load(ctx)
     try:
         return connect()
     except DatabaseUnavailableError as exc:

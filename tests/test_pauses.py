@@ -155,7 +155,9 @@ def enqueue(queue: str, job_class: str, labels: list[str] | None = None) -> uuid
 
 def claimable(db: psycopg.Connection) -> set[tuple[str, str]]:
     with db.transaction(force_rollback=True):
-        jobs = job_store.claim_jobs(db, parse_queue_selector("*"), uuid.uuid4(), 100)
+        selector = parse_queue_selector("*")
+        statement = job_store.ClaimStatement(selector, [policy.PAUSED])
+        jobs = job_store.claim_jobs(db, selector, uuid.uuid4(), 100, statement=statement)
     return {(j.queue_name, j.job_class) for j in jobs}
 
 

@@ -652,7 +652,7 @@ def hand_back_jobs(conn: psycopg.Connection, process_ids: Sequence[uuid.UUID]) -
         for queue_name in sorted(q for q in queues if q is not None):
             conn.execute(NOTIFY, (NOTIFY_CHANNEL, notify_payload(queue_name, now)))
         if None in queues:
-            conn.execute(NOTIFY, (NOTIFY_CHANNEL, ""))
+            conn.execute(NOTIFY, (NOTIFY_CHANNEL, notify_payload(None, now)))
     for process_id in journaled:
         start_journal.remove(process_id)
     return len(rows)
