@@ -1,21 +1,24 @@
 """The supervisor (arbiter): forks one child per pool and keeps them running.
 
-Owns the one loop of the supervisor process. Each pass: take queued signals and call
-``handle_<name>`` for each, then the housekeeping verbs in fixed order — ``murder`` (kill
-children past their drain deadline), ``reap`` (collect exited children, hand their jobs back),
-``manage`` (memory limit, rolling restart, idle timeout, registry, dead-process sweep,
-systemd), ``spawn`` (start what should run) — then ``wait`` in select() on the signal wake-up
-pipe, every child's status pipe and the probe sockets.
+Owns the one loop of the supervisor process, the signal table and the child state machine's
+transitions (the states themselves are in ``children.py``). Each pass: take queued signals and
+call ``handle_<name>`` for each, then the housekeeping verbs in fixed order — ``murder`` (kill
+children past their deadline), ``reap`` (collect exited children, hand their jobs back),
+``manage`` (decide which children should run: rolling restart, idle timeout), ``spawn`` (start
+what should run), ``run_duties`` (timed work: heartbeat, sweep, cron, memory, systemd, probe;
+see ``duties.py``) — then ``wait`` in select() on the signal wake-up pipe, every child's status
+pipe and the probe sockets. Reporting (status line, probe, registry state) is in ``report.py``.
 
 Never does work in a signal handler (handlers append to a queue; ``signal.set_wakeup_fd`` wakes
 the loop), never starts a thread, and never holds a database connection at the moment of a fork
-(the registry connection is closed before each fork and reopened by the next duty). Only pids
-it forked are waited for: an embedded PostgreSQL started by this process is never reaped here.
+(every duty's ``before_fork()`` drops its connection; the next run reopens it). Only pids it
+forked are waited for: an embedded PostgreSQL started by this process is never reaped here.
 """
 
 from __future__ import annotations
 
 import errno
+import json
 import logging
 import os
 import select
@@ -24,13 +27,22 @@ import socket
 import sys
 import time
 import uuid
-from dataclasses import dataclass, field
 from typing import Any
 
 from goodjob_mp.backoff import restart_backoff_seconds
 from goodjob_mp.config import Settings
-from goodjob_mp.queues import PoolSpec, parse_pools
+from goodjob_mp.queues import parse_pools
 from goodjob_mp.supervisor import child as child_mod
+from goodjob_mp.supervisor import duties as duty_mod
+from goodjob_mp.supervisor import report
+from goodjob_mp.supervisor.children import (
+    Child,
+    ChildState,
+    ExitKind,
+    PoolSlot,
+    classify_exit,
+    describe_status,
+)
 from goodjob_mp.supervisor.maintenance import Registry
 
 log = logging.getLogger("goodjob_mp.supervisor")
@@ -39,11 +51,10 @@ log = logging.getLogger("goodjob_mp.supervisor")
 MAX_BOOT_FAILURES = 3
 # A child that ran at least this long before crashing starts its pool's back-off afresh.
 STABLE_AFTER = 30.0
-# A child must be this old before the memory limit applies (start-up allocates).
-MEMORY_GRACE = 2.0
 MAX_QUEUED_SIGNALS = 32
 LOOP_TICK = 1.0
 
+# The signal table: what each signal means is the handle_<name> method of that name.
 SIGNAL_NAMES = {
     signal.SIGTERM: "term",
     signal.SIGINT: "int",
@@ -51,41 +62,6 @@ SIGNAL_NAMES = {
     signal.SIGHUP: "hup",
     signal.SIGCHLD: "chld",
 }
-
-
-@dataclass
-class Child:
-    """One forked worker process and what it last reported."""
-
-    pool_index: int
-    pid: int
-    process_id: uuid.UUID
-    fd: int
-    spawned_at: float
-    buffer: bytes = b""
-    ready: bool = False
-    listener: bool = False
-    busy: int = 0
-    idle: float = 0.0
-    idle_at: float = 0.0
-    error: str | None = None
-    term_at: float | None = None
-    kill_sent: bool = False
-    retiring: bool = False  # replaced (HUP, memory): its exit is expected, not a crash
-    exit_status: int | None = None
-
-
-@dataclass
-class PoolSlot:
-    index: int
-    pool: PoolSpec
-    threads: int
-    current: Child | None = None
-    old: list[Child] = field(default_factory=list)
-    boot_failures: int = 0
-    crashes: int = 0
-    restart_at: float = 0.0
-    last_error: str | None = None
 
 
 class SupervisorError(RuntimeError):
@@ -112,15 +88,11 @@ class Arbiter:
         self.daemon_handle = daemon_handle
         self.registry = Registry(self.process_id, self.state)
         self.probe: Any = None
-        self.cron: Any = None  # the cron helper wires goodjob_mp.cron.CronScheduler in here
+        self.cron: Any = None
         self.notifier: Any = None
-        self.announced_ready = False
-        self.last_status = ""
+        self.duties: list[Any] = []
+        self.failed_duties: dict[str, str] = {}
         self.started_at = time.monotonic()
-        self.next_heartbeat = 0.0
-        self.next_sweep = 0.0
-        self.next_watchdog = 0.0
-        self.next_memory = 0.0
         self._wake_r, self._wake_w = -1, -1
 
     # --- the loop -----------------------------------------------------------------------------
@@ -134,6 +106,7 @@ class Arbiter:
                 self.reap()
                 self.manage()
                 self.spawn()
+                self.run_duties()
                 self.wait()
         finally:
             self.stop()
@@ -152,6 +125,7 @@ class Arbiter:
             log.info("probe server listening on port %d", self.probe.port)
         self.registry.open()  # DB unreachable: fails here, before anything is forked
         self._setup_cron()
+        self.duties = self._make_duties()
         if self.daemon_handle is not None:
             self.daemon_handle.ready()
         log.info(
@@ -161,6 +135,34 @@ class Arbiter:
             "; ".join(f"{s.pool.text} ({s.threads} threads)" for s in self.pools),
         )
 
+    def _make_duties(self) -> list[Any]:
+        s = self.settings
+        made: list[Any] = [duty_mod.Heartbeat(self.registry, s.heartbeat_interval)]
+        if s.dead_process_timeout > 0:
+            made.append(duty_mod.Sweep(self.registry, s.dead_process_timeout))
+        if self.cron is not None:
+            made.append(duty_mod.Cron(self.cron, active=lambda: not self.draining))
+        if s.max_memory is not None:
+            made.append(
+                duty_mod.MemoryCheck(
+                    s.max_memory, lambda: list(self.children.values()), self.over_memory
+                )
+            )
+        made.append(
+            duty_mod.Systemd(
+                self.notifier,
+                len(self.pools),
+                all_started=self.all_started,
+                settled=lambda: not self.draining and not self.rolling,
+                status_line=self.status_line,
+                healthy=lambda: self.exit_code == 0,
+                set_title=child_mod.set_title,
+            )
+        )
+        if self.probe is not None:
+            made.append(duty_mod.ProbeExpiry(self.probe))
+        return made
+
     def stop(self) -> None:
         # Normal paths reach here with no children; an exception must not leave orphans behind.
         for child in list(self.children.values()):
@@ -169,15 +171,15 @@ class Arbiter:
             self.reap()
             time.sleep(0.05)
         self.registry.deregister()
-        if self.cron is not None:
+        for duty in reversed(self.duties):
             try:
-                self.cron.close()
-            except Exception:
-                log.exception("closing the cron scheduler failed")
-        if self.probe is not None:
-            self.probe.close()
-        if self.notifier is not None:
-            self.notifier.close()
+                duty.close()
+            except Exception:  # shutting down: one duty's failure must not skip the others
+                log.exception("closing the %s duty failed", duty.name)
+        if not self.duties:
+            for closer in (self.probe, self.notifier):
+                if closer is not None:
+                    closer.close()
         signal.set_wakeup_fd(-1)
         for fd in (self._wake_r, self._wake_w):
             if fd >= 0:
@@ -217,7 +219,7 @@ class Arbiter:
             return
         log.info("HUP: restarting the children one pool at a time")
         self.notifier.reloading()
-        self.rolling = [s.index for s in self.pools if s.index not in self.rolling]
+        self.rolling += [s.index for s in self.pools if s.index not in self.rolling]
 
     def handle_chld(self) -> None:
         pass  # reap() runs on every pass
@@ -231,6 +233,8 @@ class Arbiter:
                 self.drain_deadline is None or deadline < self.drain_deadline
             ):
                 self.drain_deadline = deadline
+                for child in self.children.values():
+                    child.kill_at = _earlier(child.kill_at, deadline)
             return
         log.info(
             "%s: stopping %d child(ren); running jobs get %s",
@@ -243,69 +247,61 @@ class Arbiter:
         self.rolling = []
         self.notifier.stopping()
         for child in self.children.values():
-            self._terminate(child)
+            self.terminate(child, "shutdown", deadline)
 
-    # --- murder / reap ------------------------------------------------------------------------
+    # --- the child state machine: every transition goes through these -----------------------
 
-    def murder(self) -> None:
-        now = time.monotonic()
-        for child in list(self.children.values()):
-            if child.kill_sent:
-                continue
-            if self.draining:
-                due = self.drain_deadline is not None and now >= self.drain_deadline
-            else:
-                timeout = self.settings.shutdown_timeout
-                due = child.term_at is not None and timeout >= 0 and now >= child.term_at + timeout
-            if due:
-                log.warning(
-                    "killing child %d (pool %s): still running at its shutdown deadline",
-                    child.pid,
-                    self.pools[child.pool_index].pool.text,
-                )
-                self._signal(child, signal.SIGKILL)
-                child.kill_sent = True
-
-    def reap(self) -> None:
-        gone: list[Child] = []
-        for child in list(self.children.values()):
-            try:
-                pid, status = os.waitpid(child.pid, os.WNOHANG)
-            except ChildProcessError:
-                pid, status = child.pid, 0
-            if pid == 0:
-                continue
-            self._read_status(child)
-            child.exit_status = status
-            del self.children[child.pid]
-            os.close(child.fd)
-            gone.append(child)
-        if gone:
-            handed = self.registry.hand_back([c.process_id for c in gone])
-            if handed:
-                log.warning("handed back %d job(s) of exited children", handed)
-        for child in gone:
-            self._child_exited(child)
-
-    def _child_exited(self, child: Child) -> None:
+    def mark_ready(self, child: Child) -> None:
+        child.move(ChildState.RUNNING, time.monotonic())
         slot = self.pools[child.pool_index]
-        status = child.exit_status or 0
-        how = (
-            f"signal {signal.Signals(os.WTERMSIG(status)).name}"
-            if os.WIFSIGNALED(status)
-            else f"exit code {os.waitstatus_to_exitcode(status)}"
-        )
-        if child in slot.old:
-            slot.old.remove(child)
-        expected = self.draining or child.retiring or child.term_at is not None
+        if slot.current is child:
+            slot.boot_failures = 0
+            slot.unreachable = 0
+            slot.last_error = None
+
+    def retire(self, child: Child, why: str) -> None:
+        """Replace ``child``: it serves until its successor is ready (rolling restart)."""
+        child.move(ChildState.RETIRING, time.monotonic(), why)
+        slot = self.pools[child.pool_index]
         if slot.current is child:
             slot.current = None
-        log_level = logging.INFO if expected else logging.WARNING
-        log.log(log_level, "child %d (pool %s) exited: %s", child.pid, slot.pool.text, how)
-        if expected:
+
+    def terminate(self, child: Child, why: str, kill_at: float | None) -> None:
+        """TERM: stop claiming, finish running jobs; SIGKILL at ``kill_at`` (None: never)."""
+        if child.state not in (ChildState.STARTING, ChildState.RUNNING, ChildState.RETIRING):
+            child.kill_at = _earlier(child.kill_at, kill_at)
+            return
+        child.move(ChildState.STOPPING, time.monotonic(), why)
+        child.kill_at = kill_at
+        slot = self.pools[child.pool_index]
+        if slot.current is child and not self.draining:
+            slot.current = None
+        self._signal(child, signal.SIGTERM)
+
+    def kill(self, child: Child, why: str) -> None:
+        if child.state in (ChildState.KILLED, ChildState.EXITED):
+            return
+        child.move(ChildState.KILLED, time.monotonic(), why)
+        slot = self.pools[child.pool_index]
+        if slot.current is child and not self.draining:
+            slot.current = None
+        self._signal(child, signal.SIGKILL)
+
+    def exited(self, child: Child, status: int) -> None:
+        child.exit_status = status
+        child.move(ChildState.EXITED, time.monotonic())
+        slot = self.pools[child.pool_index]
+        current = slot.current is child
+        if current:
+            slot.current = None
+        kind = classify_exit(child, status, draining=self.draining, current=current)
+        how = describe_status(status)
+        level = logging.INFO if kind in (ExitKind.EXPECTED, ExitKind.CLEAN) else logging.WARNING
+        log.log(level, "child %d (pool %s) exited: %s", child.pid, slot.pool.text, how)
+        if kind is ExitKind.EXPECTED:
             return
         now = time.monotonic()
-        if not child.ready:
+        if kind is ExitKind.BOOT_FAILED or kind is ExitKind.UNREACHABLE:
             slot.boot_failures += 1
             slot.last_error = child.error or f"the child exited during start-up ({how})"
             if slot.boot_failures >= MAX_BOOT_FAILURES:
@@ -330,117 +326,129 @@ class Arbiter:
         self.exit_code = 1
         self.begin_drain(self.settings.shutdown_timeout, "fatal error")
 
-    # --- manage -------------------------------------------------------------------------------
+    # --- murder / reap ------------------------------------------------------------------------
+
+    def murder(self) -> None:
+        now = time.monotonic()
+        for child in list(self.children.values()):
+            due = child.kill_at is not None and now >= child.kill_at
+            if child.state is ChildState.STOPPING and due:
+                log.warning(
+                    "killing child %d (pool %s): still running at its %s deadline",
+                    child.pid,
+                    self.pools[child.pool_index].pool.text,
+                    child.reason or "shutdown",
+                )
+                self.kill(child, child.reason)
+
+    def reap(self) -> None:
+        gone: list[tuple[Child, int]] = []
+        for child in list(self.children.values()):
+            try:
+                pid, status = os.waitpid(child.pid, os.WNOHANG)
+            except ChildProcessError:
+                pid, status = child.pid, 0
+            if pid == 0:
+                continue
+            self._read_status(child)
+            del self.children[child.pid]
+            os.close(child.fd)
+            gone.append((child, status))
+        if gone:
+            handed = self.registry.hand_back([c.process_id for c, _ in gone])
+            if handed:
+                log.warning("handed back %d job(s) of exited children", handed)
+        for child, status in gone:
+            self.exited(child, status)
+
+    # --- manage: which children should run ----------------------------------------------------
 
     def manage(self) -> None:
-        now = time.monotonic()
-        if not self.draining:
-            self._roll(now)
-            if now >= self.next_memory:
-                self.next_memory = now + 1.0
-                self._check_memory(now)
-            self._check_idle(now)
-        if now >= self.next_heartbeat:
-            self.next_heartbeat = now + self.settings.heartbeat_interval
-            self.registry.heartbeat()
-        if now >= self.next_sweep and self.settings.dead_process_timeout > 0:
-            self.next_sweep = now + min(5.0, max(self.settings.dead_process_timeout / 2, 0.5))
-            self.registry.sweep(self.settings.dead_process_timeout)
-        self._cron_tick()
-        self._notify(now)
+        if self.draining:
+            return
+        self._roll()
+        self._check_idle(time.monotonic())
 
-    def _roll(self, now: float) -> None:
+    def _roll(self) -> None:
         """HUP: one pool at a time, start a new child, and retire the old once it is ready."""
         while self.rolling:
             slot = self.pools[self.rolling[0]]
-            if slot.old and slot.old[-1].retiring and slot.old[-1].term_at is None:
+            retiring = [
+                c
+                for c in self.children.values()
+                if c.pool_index == slot.index and c.state is ChildState.RETIRING
+            ]
+            if retiring:
                 new = slot.current
-                if new is None or not new.ready:
+                if new is None or new.state is not ChildState.RUNNING:
                     return  # wait for the new child (spawn() starts it, with back-off)
-                self._terminate(slot.old[-1])
+                for old in retiring:
+                    self.terminate(old, "HUP", self._stop_deadline())
                 self.rolling.pop(0)
                 continue
-            if slot.current is None:
+            if slot.current is None or slot.current.state is not ChildState.RUNNING:
                 self.rolling.pop(0)  # nothing running to replace; spawn() starts it anyway
                 continue
-            old = slot.current
-            old.retiring = True
-            slot.old.append(old)
-            slot.current = None
+            self.retire(slot.current, "HUP")
             return
 
-    def _check_memory(self, now: float) -> None:
-        limit = self.settings.max_memory
-        if limit is None:
-            return
-        import psutil
+    def over_memory(self, child: Child, rss_mb: float) -> None:
+        slot = self.pools[child.pool_index]
+        log.warning(
+            "child %d (pool %s) uses %.0f MB, over --max-memory %d MB; replacing it",
+            child.pid,
+            slot.pool.text,
+            rss_mb,
+            self.settings.max_memory,
+        )
+        self.terminate(child, "memory", self._stop_deadline())
 
-        for slot in self.pools:
-            child = slot.current
-            if child is None or not child.ready or now - child.spawned_at < MEMORY_GRACE:
-                continue
-            try:
-                rss_mb = psutil.Process(child.pid).memory_info().rss / (1024 * 1024)
-            except psutil.Error:
-                continue
-            if rss_mb > limit:
-                log.warning(
-                    "child %d (pool %s) uses %.0f MB, over --max-memory %d MB; replacing it",
-                    child.pid,
-                    slot.pool.text,
-                    rss_mb,
-                    limit,
-                )
-                child.retiring = True
-                slot.old.append(child)
-                slot.current = None
-                self._terminate(child)
+    def _stop_deadline(self) -> float | None:
+        timeout = self.settings.shutdown_timeout
+        return None if timeout < 0 else time.monotonic() + timeout
 
     def _check_idle(self, now: float) -> None:
         timeout = self.settings.idle_timeout
-        if timeout is None or not all(s.current and s.current.ready for s in self.pools):
+        if timeout is None:
             return
-        idle = min(now - c.idle_at + c.idle for s in self.pools if (c := s.current) is not None)
+        current = [s.current for s in self.pools]
+        if not all(c is not None and c.state is ChildState.RUNNING for c in current):
+            return
+        idle = min(now - c.last_report + c.idle for c in current if c is not None)
         busy = any(c.busy for c in self.children.values())
         if not busy and idle >= timeout:
             log.info("no job performed for %.0fs (--idle-timeout): stopping", idle)
             self.begin_drain(self.settings.shutdown_timeout, "idle timeout")
 
-    def _cron_tick(self) -> None:
-        if self.cron is None or self.draining:
-            return
-        try:
-            self.cron.tick()
-        except Exception:
-            log.exception("cron tick failed")
-
     def _setup_cron(self) -> None:
         if not self.settings.enable_cron:
             return
-        try:
-            from goodjob_mp.cron import CronScheduler  # type: ignore[attr-defined]
-        except ImportError:
-            log.warning("--enable-cron: goodjob_mp.cron is not available; cron is off")
-            return
+        from goodjob_mp.cron import CronScheduler
+
         self.cron = CronScheduler(self.settings)
 
-    def _notify(self, now: float) -> None:
-        started = self.all_started()
-        if started and not self.draining and not self.rolling and not self.announced_ready:
-            self.announced_ready = True
-            self.notifier.ready()
-            log.info("all %d pool(s) are up", len(self.pools))
-        elif self.rolling:
-            self.announced_ready = False  # READY=1 again once the rolling restart is done
-        status = self.status_line()
-        if status != self.last_status:
-            self.last_status = status
-            self.notifier.status(status)
-            child_mod.set_title(f"goodjob-supervisor: {status}")
-        interval = self.notifier.watchdog_interval()
-        if interval is not None and now >= self.next_watchdog and self.exit_code == 0:
-            self.next_watchdog = now + interval
-            self.notifier.watchdog()
+    # --- duties -------------------------------------------------------------------------------
+
+    def run_duties(self) -> None:
+        for duty in list(self.duties):
+            deadline = duty.next_deadline()
+            if deadline is None or time.monotonic() < deadline:
+                continue
+            try:
+                duty.run(time.monotonic())
+            except Exception as exc:
+                # A bug, not the database going away (duties catch that themselves): show the
+                # traceback once, stop this duty, and report it in the status line and probe.
+                log.exception("supervisor duty %s failed; it is stopped", duty.name)
+                self.failed_duties[duty.name] = f"{type(exc).__name__}: {exc}"
+                self.duties.remove(duty)
+                self._close_duty(duty)
+
+    def _close_duty(self, duty: Any) -> None:
+        try:
+            duty.close()
+        except Exception:
+            log.exception("closing the %s duty failed", duty.name)
 
     # --- spawn --------------------------------------------------------------------------------
 
@@ -451,11 +459,10 @@ class Arbiter:
         due = [s for s in self.pools if s.current is None and now >= s.restart_at]
         if not due:
             return
-        self.registry.close()  # no connection may cross a fork
-        if self.cron is not None:
-            # The cron leader's connection must not cross a fork either: close() releases the
-            # lock and the connection, and the next tick() takes leadership again.
-            getattr(self.cron, "before_fork", self.cron.close)()
+        for duty in self.duties:
+            duty.before_fork()
+        if not self.duties:
+            self.registry.close()  # no connection may cross a fork
         for slot in due:
             self._fork(slot)
 
@@ -487,7 +494,9 @@ class Arbiter:
         os.close(write_fd)
         os.set_blocking(read_fd, False)
         now = time.monotonic()
-        child = Child(slot.index, pid, process_id, read_fd, spawned_at=now, idle_at=now)
+        child = Child(
+            slot.index, pid, process_id, read_fd, spawned_at=now, state_since=now, last_report=now
+        )
         self.children[pid] = child
         slot.current = child
         log.info("forked child %d for pool %s", pid, slot.pool.text)
@@ -510,29 +519,21 @@ class Arbiter:
     def wait(self) -> None:
         if self.signals:
             return
-        timeout = LOOP_TICK
         now = time.monotonic()
-        if self.draining:
-            timeout = 0.2
+        timeout = 0.2 if self.draining else LOOP_TICK
         for slot in self.pools:
             if slot.current is None and slot.restart_at > now:
                 timeout = min(timeout, slot.restart_at - now)
-        if self.cron is not None and hasattr(self.cron, "next_wakeup"):
-            try:
-                wake = self.cron.next_wakeup()
-                if wake is not None:
-                    timeout = min(timeout, max(wake - time.time(), 0.0))
-            except Exception:
-                log.exception("cron next_wakeup failed")
+        for duty in self.duties:
+            deadline = duty.next_deadline()
+            if deadline is not None:
+                timeout = min(timeout, deadline - now)
         readers: list[Any] = [self._wake_r, *(c.fd for c in self.children.values())]
         writers: list[Any] = []
         if self.probe is not None:
             probe_r, probe_w = self.probe.sockets()
             readers += probe_r
             writers += probe_w
-            deadline = self.probe.next_deadline()
-            if deadline is not None:
-                timeout = min(timeout, max(deadline - now, 0.0))
         try:
             ready_r, ready_w, _ = select.select(readers, writers, [], max(timeout, 0.0))
         except OSError as exc:
@@ -547,8 +548,6 @@ class Arbiter:
                 self._read_status(by_fd[item])
             elif isinstance(item, socket.socket) and self.probe is not None:
                 self.probe.handle_ready(item)
-        if self.probe is not None:
-            self.probe.expire()
 
     def _drain_wakeup(self) -> None:
         try:
@@ -558,8 +557,6 @@ class Arbiter:
             pass
 
     def _read_status(self, child: Child) -> None:
-        import json
-
         try:
             while True:
                 chunk = os.read(child.fd, 65536)
@@ -574,24 +571,18 @@ class Arbiter:
                 message = json.loads(line)
             except ValueError:
                 continue
+            child.last_report = time.monotonic()
             if "error" in message:
                 child.error = str(message["error"])
+                child.error_kind = message.get("kind")
                 continue
-            child.ready = bool(message.get("ready", child.ready))
             child.listener = bool(message.get("listener", child.listener))
             child.busy = int(message.get("busy", child.busy))
             child.idle = float(message.get("idle", child.idle))
-            child.idle_at = time.monotonic()
-            slot = self.pools[child.pool_index]
-            if child.ready and slot.current is child:
-                slot.boot_failures = 0
+            if message.get("ready") and child.state is ChildState.STARTING:
+                self.mark_ready(child)
 
     # --- helpers and reporting ----------------------------------------------------------------
-
-    def _terminate(self, child: Child) -> None:
-        if child.term_at is None:
-            child.term_at = time.monotonic()
-            self._signal(child, signal.SIGTERM)
 
     def _signal(self, child: Child, signum: int) -> None:
         try:
@@ -599,89 +590,44 @@ class Arbiter:
         except ProcessLookupError:
             pass
 
-    def _serving(self, slot: PoolSlot) -> list[Child]:
-        # During a rolling restart the old child serves until its replacement is ready.
-        children = [slot.current] if slot.current is not None else []
-        children += [c for c in slot.old if c.term_at is None]
-        return [c for c in children if c.ready]
-
     def all_started(self) -> bool:
-        return all(self._serving(s) for s in self.pools)
-
-    def all_connected(self) -> bool:
-        if not self.settings.enable_listen_notify:
-            return self.all_started()
-        return all(any(c.listener for c in self._serving(s)) for s in self.pools)
-
-    def pool_states(self) -> list[dict[str, Any]]:
-        states = []
-        for slot in self.pools:
-            child = slot.current
-            if child is None:
-                state = "failed" if slot.last_error else "stopped"
-            elif child.ready:
-                state = "running"
-            else:
-                state = "starting"
-            states.append(
-                {
-                    "pool": slot.pool.text,
-                    "threads": slot.threads,
-                    "state": state,
-                    "pid": child.pid if child else None,
-                    "busy": child.busy if child else 0,
-                    "listener": child.listener if child else False,
-                }
-            )
-        return states
+        return report.all_started(self.pools, list(self.children.values()))
 
     def status_line(self) -> str:
-        if self.draining:
-            return f"stopping: {len(self.children)} child(ren) left"
-        parts = [f"{p['pool']}={p['state']}" for p in self.pool_states()]
-        return f"{len(self.pools)} pools: " + ", ".join(parts)
+        return report.status_line(
+            self.pools,
+            draining=self.draining,
+            children=len(self.children),
+            failed=self.failed_duties,
+        )
 
     def probe_status(self) -> Any:
-        from goodjob_mp.supervisor.probe import ProbeStatus
-
-        return ProbeStatus(
-            started=self.all_started() and not self.draining,
-            connected=self.all_connected() and not self.draining,
-            detail={"pools": self.pool_states(), "pid": self.pid},
+        return report.probe_status(
+            self.pools,
+            list(self.children.values()),
+            draining=self.draining,
+            listen_notify=self.settings.enable_listen_notify,
+            pid=self.pid,
+            failed=self.failed_duties,
         )
 
     def state(self) -> dict[str, Any]:
-        """GoodJob's ``good_job_processes.state`` shape, for the supervisor's row."""
-        try:
-            import psutil
+        return report.process_state(
+            process_id=self.process_id,
+            pid=self.pid,
+            status=self.status_line() if self.duties else "starting",
+            settings=self.settings,
+            cron_enabled=self.cron is not None,
+            pools=self.pools,
+        )
 
-            memory = psutil.Process().memory_info().rss // 1024
-        except Exception:
-            memory = None
-        return {
-            "id": str(self.process_id),
-            "pid": self.pid,
-            "hostname": socket.gethostname(),
-            "proctitle": f"goodjob-supervisor: {self.last_status or 'starting'}",
-            "memory": memory,
-            "preserve_job_records": self.settings.preserve_job_records
-            if isinstance(self.settings.preserve_job_records, (bool, str))
-            else "callable",
-            "retry_on_unhandled_error": self.settings.retry_on_unhandled_error,
-            "cron_enabled": self.cron is not None,
-            "schedulers": [
-                {
-                    "name": f"goodjob_mp.Supervisor(pool={p['pool']})",
-                    "queues": p["pool"],
-                    "max_threads": p["threads"],
-                    "active_threads": p["busy"],
-                    "available_threads": p["threads"] - p["busy"],
-                    "child_pid": p["pid"],
-                    "state": p["state"],
-                }
-                for p in self.pool_states()
-            ],
-        }
+
+def _earlier(a: float | None, b: float | None) -> float | None:
+    if a is None:
+        return b
+    if b is None:
+        return a
+    return min(a, b)
 
 
 def run_supervisor(settings: Settings) -> int:
