@@ -107,7 +107,8 @@ def main(ctx: click.Context, app: str | None, check: bool, log_level: str, **fla
     goodjob-supervisor cleanup-preserved-jobs --before-seconds-ago=86400
 
     Signals: TERM/INT drain and stop, QUIT stops now, HUP restarts the children one pool at a
-    time. Every option is also a GOOD_JOB_<OPTION> environment variable.
+    time, USR1 reopens --log-file; USR2, TTIN and TTOU are ignored. Every option is also a
+    GOOD_JOB_<OPTION> environment variable.
     """
     ctx.ensure_object(dict)
     ctx.obj["app"] = app

@@ -61,6 +61,10 @@ SIGNAL_NAMES = {
     signal.SIGQUIT: "quit",
     signal.SIGHUP: "hup",
     signal.SIGCHLD: "chld",
+    signal.SIGUSR1: "usr1",
+    signal.SIGUSR2: "usr2",
+    signal.SIGTTIN: "ttin",
+    signal.SIGTTOU: "ttou",
 }
 
 
@@ -224,6 +228,28 @@ class Arbiter:
     def handle_chld(self) -> None:
         pass  # reap() runs on every pass
 
+    def handle_usr1(self) -> None:
+        """Reopen --log-file (after logrotate moved it), here and in every child."""
+        path = self.settings.log_file
+        if not path:
+            log.info("USR1: no --log-file to reopen; ignored")
+            return
+        from goodjob_mp.supervisor.logfiles import reopen_output
+
+        if reopen_output(path):
+            log.info("USR1: reopened log file %s", path)
+        for child in self.children.values():
+            self._signal(child, signal.SIGUSR1)
+
+    def handle_usr2(self) -> None:
+        log.info("USR2: ignored (goodjob-supervisor gives it no meaning; HUP reloads)")
+
+    def handle_ttin(self) -> None:
+        log.info("TTIN: ignored (pools and threads come from --queues; change it and restart)")
+
+    def handle_ttou(self) -> None:
+        log.info("TTOU: ignored (pools and threads come from --queues; change it and restart)")
+
     def begin_drain(self, timeout: float, why: str) -> None:
         now = time.monotonic()
         deadline = None if timeout < 0 else now + timeout
@@ -301,6 +327,12 @@ class Arbiter:
         if kind is ExitKind.EXPECTED:
             return
         now = time.monotonic()
+        if kind is ExitKind.CLEAN:
+            # Someone stopped this child cleanly (e.g. TERM sent to it): not a crash.
+            slot.crashes = 0
+            slot.restart_at = now
+            log.info("pool %s: its child stopped cleanly; starting a new one", slot.pool.text)
+            return
         if kind is ExitKind.BOOT_FAILED or kind is ExitKind.UNREACHABLE:
             slot.boot_failures += 1
             slot.last_error = child.error or f"the child exited during start-up ({how})"
@@ -636,6 +668,9 @@ def run_supervisor(settings: Settings) -> int:
     from goodjob_mp.supervisor.pidfile import Pidfile, PidfileError
 
     handle = None
+    if settings.log_file:
+        # Absolute: the daemon works in /, and USR1 reopens the file by this path.
+        settings = settings.replace(log_file=os.path.abspath(settings.log_file))
     if settings.daemonize:
         from goodjob_mp.supervisor.daemon import DaemonError, daemonize, under_systemd_notify
 

@@ -1,8 +1,9 @@
 """What runs inside one forked worker child: one pool's ``Worker``, and its reports to the parent.
 
-Owns: the child's signal handlers (TERM/INT drain, QUIT exit now, HUP ignored), the parent-death
-signal and parent check, the process title, and the status line written to the supervisor's
-pipe. Status lines are JSON, one per change or per second::
+Owns: the child's signal handlers (TERM/INT drain, QUIT exit now, USR1 reopen --log-file; HUP,
+USR2, TTIN, TTOU ignored), the parent-death signal and parent check, the process title, and
+the status line written to the supervisor's pipe. Status lines are JSON, one per change or per
+second::
 
     {"ready": true, "listener": true, "busy": 1, "idle": 3.2, "stopping": false, ...}
     {"error": "the database schema is behind ..."}      # start() failed; the child exits 3
@@ -35,7 +36,17 @@ REPORT_EVERY = 1.0
 PARENT_CHECK_EVERY = 0.5
 _PR_SET_PDEATHSIG = 1
 # Signals the arbiter blocks around fork(); the child unblocks them once its handlers are set.
-FORK_BLOCKED = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGHUP, signal.SIGCHLD)
+FORK_BLOCKED = (
+    signal.SIGTERM,
+    signal.SIGINT,
+    signal.SIGQUIT,
+    signal.SIGHUP,
+    signal.SIGCHLD,
+    signal.SIGUSR1,
+    signal.SIGUSR2,
+    signal.SIGTTIN,
+    signal.SIGTTOU,
+)
 
 
 def worker_title(pool: PoolSpec, threads: int, busy: int, extra: str = "") -> str:
@@ -95,6 +106,7 @@ class ChildRunner:
         self.status = _StatusPipe(status_fd)
         self.process_id = process_id
         self.stop_requested = threading.Event()
+        self.reopen_requested = False
         self.worker: Any = None
 
     # Handlers only set flags (request_stop is an Event.set); the loop below does the rest.
@@ -106,11 +118,17 @@ class ChildRunner:
     def _on_quit(self, signum: int, frame: object) -> None:
         os._exit(0)
 
+    def _on_usr1(self, signum: int, frame: object) -> None:
+        self.reopen_requested = True
+
     def install_signals(self) -> None:
         signal.signal(signal.SIGTERM, self._on_term)
         signal.signal(signal.SIGINT, self._on_term)
         signal.signal(signal.SIGQUIT, self._on_quit)
         signal.signal(signal.SIGHUP, signal.SIG_IGN)
+        signal.signal(signal.SIGUSR1, self._on_usr1)
+        for ignored in (signal.SIGUSR2, signal.SIGTTIN, signal.SIGTTOU):
+            signal.signal(ignored, signal.SIG_IGN)
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         signal.pthread_sigmask(signal.SIG_UNBLOCK, FORK_BLOCKED)
 
@@ -155,6 +173,9 @@ class ChildRunner:
                 orphan_deadline = float("inf") if timeout < 0 else time.monotonic() + timeout
             if orphan_deadline is not None and time.monotonic() >= orphan_deadline:
                 return 1
+            if self.reopen_requested:
+                self.reopen_requested = False
+                self._reopen_log_file()
             state = {
                 "ready": True,
                 "listener": bool(worker.listener_connected),
@@ -180,6 +201,12 @@ class ChildRunner:
         if worker.fatal_error is not None and not self.stop_requested.is_set():
             return 1
         return 0 if self.stop_requested.is_set() or orphan_deadline is not None else 1
+
+    def _reopen_log_file(self) -> None:
+        from goodjob_mp.supervisor.logfiles import reopen_output
+
+        if self.settings.log_file and reopen_output(self.settings.log_file):
+            log.info("goodjob-worker %s: reopened log file", self.pool.text)
 
 
 def run_child(
