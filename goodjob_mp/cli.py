@@ -7,7 +7,6 @@ defaults < ``configure()`` (in the ``--app`` module) < ``GOOD_JOB_*`` environmen
 
 from __future__ import annotations
 
-import importlib
 import logging
 import os
 import sys
@@ -31,15 +30,15 @@ def supervisor_command(*args: str) -> list[str]:
 
 
 def _import_app(app: str | None) -> None:
+    from goodjob_mp.supervisor.appload import AppImportError, import_app
+
     app = app or os.environ.get("GOOD_JOB_APP")
     if not app:
         return
-    if os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())
     try:
-        importlib.import_module(app)
-    except ImportError as exc:
-        raise click.ClickException(f"--app {app!r} could not be imported: {exc}") from None
+        import_app(app)
+    except AppImportError as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 def _settings(cli: dict[str, Any]) -> Settings:
@@ -59,7 +58,18 @@ def _setup_logging(level: str) -> None:
 
 
 @click.group(invoke_without_command=True, context_settings={"max_content_width": 100})
-@click.option("--app", help="Module to import before forking (defines jobs). Env: GOOD_JOB_APP.")
+@click.option(
+    "--app",
+    help="Module that defines the jobs; imported in each child after the fork, so HUP loads new "
+    "code (see --preload). Env: GOOD_JOB_APP.",
+)
+@click.option(
+    "--preload",
+    is_flag=True,
+    default=None,
+    help="Import --app once in the supervisor before forking: children share its memory "
+    "copy-on-write, but HUP restarts them on the code loaded at start.",
+)
 @click.option("--queues", help=QUEUES_HELP)
 @click.option("--max-threads", type=int, help="Threads per pool without ':N'. [default: 5]")
 @click.option(
@@ -116,7 +126,11 @@ def main(ctx: click.Context, app: str | None, check: bool, log_level: str, **fla
     if ctx.invoked_subcommand is not None:
         return
     _setup_logging(log_level)
-    _import_app(app)
+    preload = flags.get("preload")
+    if preload is None:
+        preload = os.environ.get("GOOD_JOB_PRELOAD", "").strip().lower() in ("1", "true", "yes")
+    if check or preload:
+        _import_app(app)  # else each child imports it after the fork (HUP loads new code)
     if flags.get("max_memory") is not None:
         try:
             flags["max_memory"] = config._parse_memory(flags["max_memory"])
@@ -126,6 +140,7 @@ def main(ctx: click.Context, app: str | None, check: bool, log_level: str, **fla
                 param_hint="'--max-memory'",
             ) from None
     flags["app"] = app
+    cli_flags = dict(flags)  # the children merge them again over the app's configure()
     settings = _settings(flags)
     pools = parse_pools(settings.queues)
     if check:
@@ -138,7 +153,7 @@ def main(ctx: click.Context, app: str | None, check: bool, log_level: str, **fla
         return
     from goodjob_mp.supervisor.arbiter import run_supervisor
 
-    sys.exit(run_supervisor(settings))
+    sys.exit(run_supervisor(settings, cli_flags=cli_flags))
 
 
 @main.command()

@@ -54,6 +54,9 @@ class Settings:
     pidfile: str | None = None
     log_file: str | None = None
     app: str | None = None
+    # Import --app once in the supervisor before forking (copy-on-write sharing; HUP then
+    # restarts children on the old code) instead of in each child after the fork.
+    preload: bool = False
     state_dir: str = ".goodjob"
     # A job whose process died this many times while performing it is discarded, not run again.
     max_interrupts: int = 3
@@ -141,6 +144,7 @@ _TEXT_PARSERS: dict[str, Callable[[str], Any]] = {
     "pidfile": str,
     "log_file": str,
     "app": str,
+    "preload": _parse_bool,
     "state_dir": str,
     "max_interrupts": int,
     "dead_process_timeout": float,

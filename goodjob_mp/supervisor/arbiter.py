@@ -75,8 +75,15 @@ class SupervisorError(RuntimeError):
 class Arbiter:
     """The supervisor loop; ``run()`` returns the process exit code."""
 
-    def __init__(self, settings: Settings, *, daemon_handle: Any = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        daemon_handle: Any = None,
+        cli_flags: dict[str, Any] | None = None,
+    ) -> None:
         self.settings = settings
+        self.cli_flags = cli_flags
         self.pools = [
             PoolSlot(i, pool, pool.thread_count(settings.max_threads))
             for i, pool in enumerate(parse_pools(settings.queues))
@@ -521,6 +528,7 @@ class Arbiter:
                 parent_pid=self.pid,
                 status_fd=write_fd,
                 process_id=process_id,
+                cli_flags=self.cli_flags,
             )
         signal.pthread_sigmask(signal.SIG_UNBLOCK, child_mod.FORK_BLOCKED)
         os.close(write_fd)
@@ -662,7 +670,7 @@ def _earlier(a: float | None, b: float | None) -> float | None:
     return min(a, b)
 
 
-def run_supervisor(settings: Settings) -> int:
+def run_supervisor(settings: Settings, *, cli_flags: dict[str, Any] | None = None) -> int:
     """Run the supervisor until it is told to stop; return the process exit code."""
     from goodjob_mp.db.connection import DatabaseUnavailableError
     from goodjob_mp.supervisor.pidfile import Pidfile, PidfileError
@@ -697,7 +705,7 @@ def run_supervisor(settings: Settings) -> int:
                 handle.failed(str(exc))
             print(f"goodjob-supervisor: {exc}", file=sys.stderr)
             return 1
-    arbiter = Arbiter(settings, daemon_handle=handle)
+    arbiter = Arbiter(settings, daemon_handle=handle, cli_flags=cli_flags)
     try:
         return arbiter.run()
     except (DatabaseUnavailableError, SupervisorError) as exc:

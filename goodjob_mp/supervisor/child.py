@@ -98,8 +98,10 @@ class ChildRunner:
         parent_pid: int,
         status_fd: int,
         process_id: uuid.UUID,
+        cli_flags: dict[str, Any] | None = None,
     ) -> None:
         self.settings = settings
+        self.cli_flags = cli_flags
         self.pool = pool
         self.threads = pool.thread_count(settings.max_threads)
         self.parent_pid = parent_pid
@@ -140,6 +142,12 @@ class ChildRunner:
         if os.getppid() != self.parent_pid:
             return 1  # the supervisor died before we set the death signal
         set_title(worker_title(self.pool, self.threads, 0, "starting"))
+        if self.settings.app and not self.settings.preload:
+            failure = self._load_app(self.settings.app)
+            if failure is not None:
+                self.status.send({"error": failure, "kind": "app"})
+                log.error("goodjob-worker %s failed to start: %s", self.pool.text, failure)
+                return BOOT_FAILED_EXIT
         self.worker = Worker(
             self.settings,
             self.pool,
@@ -157,6 +165,25 @@ class ChildRunner:
         if self.stop_requested.is_set():
             self.worker.request_stop()
         return self._supervise()
+
+    def _load_app(self, app: str) -> str | None:
+        """Import --app here, after the fork, so a new child runs the code on disk now; then
+        merge the settings again so ``configure()`` in the app applies. The error, or None."""
+        from goodjob_mp import config
+        from goodjob_mp.supervisor.appload import AppImportError, forget_app_modules, import_app
+
+        try:
+            forget_app_modules(app)
+            import_app(app)
+            if self.cli_flags is not None:
+                self.settings = config.load_settings(self.cli_flags)
+                config.set_current_settings(self.settings)
+        except (AppImportError, config.ConfigError) as exc:
+            return str(exc)
+        except Exception as exc:  # the app's own code failed while importing: show where
+            log.exception("goodjob-worker %s: importing --app %r failed", self.pool.text, app)
+            return f"importing --app {app!r} failed: {type(exc).__name__}: {exc}"
+        return None
 
     def _supervise(self) -> int:
         worker = self.worker
@@ -216,12 +243,18 @@ def run_child(
     parent_pid: int,
     status_fd: int,
     process_id: uuid.UUID,
+    cli_flags: dict[str, Any] | None = None,
 ) -> NoReturn:
     """The body of a forked child; never returns."""
     code = 1
     try:
         code = ChildRunner(
-            settings, pool, parent_pid=parent_pid, status_fd=status_fd, process_id=process_id
+            settings,
+            pool,
+            parent_pid=parent_pid,
+            status_fd=status_fd,
+            process_id=process_id,
+            cli_flags=cli_flags,
         ).run()
     except BaseException:
         log.exception("goodjob-worker %s crashed", pool.text)
