@@ -25,9 +25,11 @@ import select
 import signal
 import socket
 import sys
+import threading
 import time
+import traceback
 import uuid
-from typing import Any
+from typing import Any, NoReturn
 
 from goodjob_mp.backoff import restart_backoff_seconds
 from goodjob_mp.config import Settings
@@ -104,6 +106,7 @@ class Arbiter:
         self.duties: list[Any] = []
         self.failed_duties: dict[str, str] = {}
         self.started_at = time.monotonic()
+        self._warned_threads: list[str] = []
         self._wake_r, self._wake_w = -1, -1
 
     # --- the loop -----------------------------------------------------------------------------
@@ -329,6 +332,8 @@ class Arbiter:
             slot.current = None
         kind = classify_exit(child, status, draining=self.draining, current=current)
         how = describe_status(status)
+        if child.error and not child.ready:
+            how += f" before it was ready: {child.error}"
         level = logging.INFO if kind in (ExitKind.EXPECTED, ExitKind.CLEAN) else logging.WARNING
         log.log(level, "child %d (pool %s) exited: %s", child.pid, slot.pool.text, how)
         if kind is ExitKind.EXPECTED:
@@ -502,6 +507,7 @@ class Arbiter:
             duty.before_fork()
         if not self.duties:
             self.registry.close()  # no connection may cross a fork
+        self._warn_about_threads()
         for slot in due:
             self._fork(slot)
 
@@ -521,15 +527,7 @@ class Arbiter:
             log.exception("fork failed for pool %s; retrying", slot.pool.text)
             return
         if pid == 0:
-            self._in_child(read_fd)
-            child_mod.run_child(
-                self.settings,
-                slot.pool,
-                parent_pid=self.pid,
-                status_fd=write_fd,
-                process_id=process_id,
-                cli_flags=self.cli_flags,
-            )
+            self._child_side(slot, read_fd, write_fd, process_id)
         signal.pthread_sigmask(signal.SIG_UNBLOCK, child_mod.FORK_BLOCKED)
         os.close(write_fd)
         os.set_blocking(read_fd, False)
@@ -540,6 +538,47 @@ class Arbiter:
         self.children[pid] = child
         slot.current = child
         log.info("forked child %d for pool %s", pid, slot.pool.text)
+
+    def _child_side(
+        self, slot: PoolSlot, read_fd: int, write_fd: int, process_id: uuid.UUID
+    ) -> NoReturn:
+        """Everything the child does, from fork to exit: it must never return or raise into the
+        supervisor's frames (their ``finally`` would kill the siblings and deregister the
+        supervisor's row, from inside the child)."""
+        try:
+            self._in_child(read_fd)
+            child_mod.run_child(
+                self.settings,
+                slot.pool,
+                parent_pid=self.pid,
+                status_fd=write_fd,
+                process_id=process_id,
+                cli_flags=self.cli_flags,
+            )
+        except BaseException as exc:
+            try:
+                message = f"child set-up failed: {type(exc).__name__}: {exc}"
+                os.write(write_fd, (json.dumps({"error": message}) + "\n").encode())
+                traceback.print_exc()
+                sys.stderr.flush()
+            except BaseException:  # nothing may stop the os._exit below
+                pass
+        finally:
+            os._exit(1)
+
+    def _warn_about_threads(self) -> None:
+        """Threads do not survive a fork, and a lock one of them held stays held in the child
+        forever: say which, since an --app import (with --preload) may have started them."""
+        others = sorted(t.name for t in threading.enumerate() if t is not threading.main_thread())
+        if others and others != self._warned_threads:
+            log.warning(
+                "forking with %d thread(s) besides the main one: %s; they do not exist in the "
+                "children and a lock they hold can deadlock them. Start threads after the fork "
+                "(or drop --preload if the --app import starts them)",
+                len(others),
+                ", ".join(others),
+            )
+        self._warned_threads = others
 
     def _in_child(self, own_read_fd: int) -> None:
         """Drop everything of the supervisor's that the child must neither use nor close."""
