@@ -5,8 +5,10 @@ from __future__ import annotations
 import signal
 import uuid
 
+import psycopg
 import pytest
 
+from goodjob_mp.supervisor.child import start_failure_kind
 from goodjob_mp.supervisor.children import (
     TRANSITIONS,
     Child,
@@ -69,3 +71,29 @@ def test_classify_exit(path, status, draining, current, kind):
 def test_a_start_up_that_failed_only_for_the_database_is_not_a_boot_failure():
     c = child(S.EXITED, error_kind="database")
     assert classify_exit(c, EXIT_1, draining=False, current=True) is ExitKind.UNREACHABLE
+
+
+def _unavailable(cause: BaseException) -> BaseException:
+    from goodjob_mp.db.connection import DatabaseUnavailableError
+
+    exc = DatabaseUnavailableError("cannot connect to the database")
+    exc.__cause__ = cause
+    return exc
+
+
+@pytest.mark.parametrize(
+    ("exc", "kind"),
+    [
+        (_unavailable(psycopg.OperationalError("connection refused")), "database"),
+        (_unavailable(psycopg.errors.CannotConnectNow()), "database"),  # starting up
+        (_unavailable(psycopg.errors.TooManyConnections()), "database"),
+        (psycopg.OperationalError("server closed the connection"), "database"),
+        (_unavailable(psycopg.errors.InvalidPassword()), "app"),
+        (_unavailable(psycopg.errors.InvalidCatalogName()), "app"),  # no such database
+        (psycopg.errors.UndefinedTable(), "app"),
+        (RuntimeError("schema is behind; run goodjob-supervisor migrate"), "app"),
+        (ImportError("no module"), "app"),
+    ],
+)
+def test_start_failure_kind(exc, kind):
+    assert start_failure_kind(exc) == kind

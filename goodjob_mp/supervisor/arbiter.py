@@ -53,6 +53,8 @@ log = logging.getLogger("goodjob_mp.supervisor")
 MAX_BOOT_FAILURES = 3
 # A child that ran at least this long before crashing starts its pool's back-off afresh.
 STABLE_AFTER = 30.0
+# Restarts of a pool waiting for its database are at most this far apart.
+UNREACHABLE_BACKOFF_CAP = 5.0
 MAX_QUEUED_SIGNALS = 32
 LOOP_TICK = 1.0
 
@@ -291,6 +293,8 @@ class Arbiter:
         child.move(ChildState.RUNNING, time.monotonic())
         slot = self.pools[child.pool_index]
         if slot.current is child:
+            if slot.unreachable:
+                log.info("pool %s: the database is reachable again", slot.pool.text)
             slot.boot_failures = 0
             slot.unreachable = 0
             slot.last_error = None
@@ -335,6 +339,8 @@ class Arbiter:
         if child.error and not child.ready:
             how += f" before it was ready: {child.error}"
         level = logging.INFO if kind in (ExitKind.EXPECTED, ExitKind.CLEAN) else logging.WARNING
+        if kind is ExitKind.UNREACHABLE and slot.unreachable:
+            level = logging.DEBUG  # one line per outage, not one per retry
         log.log(level, "child %d (pool %s) exited: %s", child.pid, slot.pool.text, how)
         if kind is ExitKind.EXPECTED:
             return
@@ -345,7 +351,20 @@ class Arbiter:
             slot.restart_at = now
             log.info("pool %s: its child stopped cleanly; starting a new one", slot.pool.text)
             return
-        if kind is ExitKind.BOOT_FAILED or kind is ExitKind.UNREACHABLE:
+        if kind is ExitKind.UNREACHABLE:
+            # Not the app's fault: retry with capped back-off, never stop the supervisor for it.
+            slot.unreachable += 1
+            slot.restart_at = now + restart_backoff_seconds(
+                slot.unreachable, cap=UNREACHABLE_BACKOFF_CAP
+            )
+            if slot.unreachable == 1:
+                log.warning(
+                    "pool %s: the database is unreachable (%s); retrying until it is back",
+                    slot.pool.text,
+                    child.error,
+                )
+            return
+        if kind is ExitKind.BOOT_FAILED:
             slot.boot_failures += 1
             slot.last_error = child.error or f"the child exited during start-up ({how})"
             if slot.boot_failures >= MAX_BOOT_FAILURES:

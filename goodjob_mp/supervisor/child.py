@@ -49,6 +49,30 @@ FORK_BLOCKED = (
 )
 
 
+# SQLSTATE classes of a server that is there but cannot take us now: connection exceptions,
+# "too many connections", and operator intervention (shutting down, starting up).
+_TRANSIENT_SQLSTATE_CLASSES = ("08", "53", "57")
+
+
+def start_failure_kind(exc: BaseException) -> str:
+    """"database" when start-up failed only because the database could not be reached (retry
+    without counting it against the app); "app" when the app, schema or configuration is broken
+    (a wrong password or database name is broken configuration, not a blip)."""
+    import psycopg
+
+    from goodjob_mp.db.connection import DatabaseUnavailableError
+
+    cause: BaseException | None = exc
+    if isinstance(exc, DatabaseUnavailableError):
+        cause = exc.__cause__
+        if not isinstance(cause, psycopg.Error):
+            return "database"
+    if isinstance(cause, psycopg.OperationalError):
+        state = cause.sqlstate
+        return "database" if state is None or state[:2] in _TRANSIENT_SQLSTATE_CLASSES else "app"
+    return "app"
+
+
 def worker_title(pool: PoolSpec, threads: int, busy: int, extra: str = "") -> str:
     suffix = f", {extra}" if extra else ""
     return f"goodjob-worker: {pool.text} ({threads} threads, {busy} busy{suffix})"
@@ -159,8 +183,11 @@ class ChildRunner:
         try:
             self.worker.start()
         except BaseException as exc:
-            self.status.send({"error": f"{type(exc).__name__}: {exc}"})
-            log.error("goodjob-worker %s failed to start: %s", self.pool.text, exc)
+            kind = start_failure_kind(exc)
+            self.status.send({"error": f"{type(exc).__name__}: {exc}", "kind": kind})
+            # The supervisor logs an unreachable database once per outage, not once per retry.
+            level = logging.DEBUG if kind == "database" else logging.ERROR
+            log.log(level, "goodjob-worker %s failed to start: %s", self.pool.text, exc)
             return BOOT_FAILED_EXIT
         if self.stop_requested.is_set():
             self.worker.request_stop()

@@ -39,6 +39,8 @@ def all_connected(
 def pool_state(slot: PoolSlot) -> str:
     child = slot.current
     if child is None:
+        if slot.unreachable:
+            return "waiting for the database"
         return "failed" if slot.last_error else "stopped"
     if child.state is ChildState.STARTING:
         return "waiting for the database" if slot.unreachable else "starting"
