@@ -90,6 +90,12 @@ def _setup_logging(level: str) -> None:
     default=None,
     help="Wake on LISTEN/NOTIFY (polling stays as the safety net). [default: enabled]",
 )
+@click.option(
+    "--child-timeout",
+    type=float,
+    help="Kill and replace a worker child whose status reports stop for N seconds (it hangs); "
+    "its running jobs run again as interrupted. -1 disables. [default: 10]",
+)
 @click.option("--idle-timeout", type=float, help="Exit cleanly after N seconds with no job run.")
 @click.option("--daemonize", is_flag=True, default=None, help="Detach into the background.")
 @click.option("--pidfile", help="Write the supervisor's pid here (atomically).")

@@ -64,6 +64,9 @@ class Settings:
     # 20 s: with the 5 s heartbeat and sweep, a vanished host's jobs run again within ~30 s.
     dead_process_timeout: float = 20.0
     heartbeat_interval: float = 5.0
+    # A worker child whose status reports stop for this long is killed and replaced (as
+    # gunicorn's --timeout); -1 disables. Children report every second.
+    child_timeout: float = 10.0
     # Upper bound on jobs claimed ahead of free threads when jobs are short.
     claim_buffer: int = 400
     goodjob_indexes: bool = False
@@ -149,6 +152,7 @@ _TEXT_PARSERS: dict[str, Callable[[str], Any]] = {
     "max_interrupts": int,
     "dead_process_timeout": float,
     "heartbeat_interval": float,
+    "child_timeout": float,
     "claim_buffer": int,
     "goodjob_indexes": _parse_bool,
 }
@@ -212,6 +216,8 @@ def _check(settings: Settings, sources: Mapping[str, str]) -> None:
         value = getattr(settings, name)
         if value is True or (value is not False and value <= 0 and value != -1):
             fail(name, "use a number > 0, -1 to clean up every time, or false to disable")
+    if settings.child_timeout != -1 and not settings.child_timeout >= 2:
+        fail("child_timeout", "use seconds >= 2 (children report every second), or -1 to disable")
     if settings.idle_timeout is not None and settings.idle_timeout <= 0:
         fail("idle_timeout", "use seconds > 0")
     if settings.queue_select_limit is not None and settings.queue_select_limit < 1:

@@ -55,6 +55,8 @@ MAX_BOOT_FAILURES = 3
 STABLE_AFTER = 30.0
 # Restarts of a pool waiting for its database are at most this far apart.
 UNREACHABLE_BACKOFF_CAP = 5.0
+# Children that report every second; a starting child reports only once it is ready.
+SILENCE_WATCHED = (ChildState.RUNNING, ChildState.RETIRING, ChildState.STOPPING)
 MAX_QUEUED_SIGNALS = 32
 LOOP_TICK = 1.0
 
@@ -393,7 +395,20 @@ class Arbiter:
 
     def murder(self) -> None:
         now = time.monotonic()
+        timeout = self.settings.child_timeout
         for child in list(self.children.values()):
+            silent = now - child.last_report
+            if timeout > 0 and child.state in SILENCE_WATCHED and silent >= timeout:
+                log.warning(
+                    "killing child %d (pool %s): no status report for %.0fs (--child-timeout "
+                    "%gs); its running jobs will run again",
+                    child.pid,
+                    self.pools[child.pool_index].pool.text,
+                    silent,
+                    timeout,
+                )
+                self.kill(child, "silent")
+                continue
             due = child.kill_at is not None and now >= child.kill_at
             if child.state is ChildState.STOPPING and due:
                 log.warning(
