@@ -103,9 +103,15 @@ def _setup_logging(level: str) -> None:
 @click.option(
     "--probe-port", type=int, help="Serve /, /status, /status/started, /status/connected."
 )
+@click.option(
+    "--probe-bind",
+    help="Address the probe listens on; 0.0.0.0 or :: for every interface. [default: 127.0.0.1]",
+)
 @click.option("--queue-select-limit", type=int, help="Most jobs one claim may take.")
 @click.option(
-    "--max-memory", help="Per child, e.g. 512M or 2G: over it, a child drains and is replaced."
+    "--max-memory",
+    help="Per child, e.g. 512M or 2G: over it, a child stops claiming, gets 5 s (at most "
+    "--shutdown-timeout) to finish its jobs, is killed after that, and is replaced.",
 )
 @click.option(
     "--check",

@@ -50,6 +50,9 @@ class Settings:
     queue_select_limit: int | None = None
     max_memory: int | None = None
     probe_port: int | None = None
+    # The probe's address: loopback by default (GoodJob's advice for health checks behind a
+    # proxy); 0.0.0.0 (or ::) where a load balancer or kubelet on another address must reach it.
+    probe_bind: str = "127.0.0.1"
     daemonize: bool = False
     pidfile: str | None = None
     log_file: str | None = None
@@ -143,6 +146,7 @@ _TEXT_PARSERS: dict[str, Callable[[str], Any]] = {
     "queue_select_limit": _parse_optional_int,
     "max_memory": _parse_memory,
     "probe_port": _parse_optional_int,
+    "probe_bind": str,
     "daemonize": _parse_bool,
     "pidfile": str,
     "log_file": str,
@@ -226,6 +230,8 @@ def _check(settings: Settings, sources: Mapping[str, str]) -> None:
         fail("max_memory", "use megabytes >= 1")
     if settings.probe_port is not None and not 0 <= settings.probe_port <= 65535:
         fail("probe_port", "use a TCP port 0-65535")
+    if not isinstance(settings.probe_bind, str) or not settings.probe_bind.strip():
+        fail("probe_bind", "use an address such as 127.0.0.1, 0.0.0.0 or ::")
     if settings.max_interrupts < 1:
         fail("max_interrupts", "use a count >= 1")
     if settings.claim_buffer < 1:

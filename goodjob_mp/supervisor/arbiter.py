@@ -57,6 +57,8 @@ STABLE_AFTER = 30.0
 UNREACHABLE_BACKOFF_CAP = 5.0
 # Children that report every second; a starting child reports only once it is ready.
 SILENCE_WATCHED = (ChildState.RUNNING, ChildState.RETIRING, ChildState.STOPPING)
+# A child over --max-memory gets this long (at most --shutdown-timeout) to finish its jobs.
+MEMORY_DRAIN_SECONDS = 5.0
 MAX_QUEUED_SIGNALS = 32
 LOOP_TICK = 1.0
 
@@ -139,8 +141,10 @@ class Arbiter:
         if self.settings.probe_port is not None:
             from goodjob_mp.supervisor.probe import ProbeServer
 
-            self.probe = ProbeServer(self.settings.probe_port, status=self.probe_status)
-            log.info("probe server listening on port %d", self.probe.port)
+            self.probe = ProbeServer(
+                self.settings.probe_port, self.settings.probe_bind, status=self.probe_status
+            )
+            log.info("probe server listening on port %d (%s)", self.probe.port, self.probe.host)
         self.registry.open()  # DB unreachable: fails here, before anything is forked
         self._setup_cron()
         self.duties = self._make_duties()
@@ -423,6 +427,14 @@ class Arbiter:
         gone: list[tuple[Child, int]] = []
         for child in list(self.children.values()):
             try:
+                exited = os.waitid(os.P_PID, child.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+            except ChildProcessError:
+                exited = None
+            if exited is not None:
+                # Exited but not yet reaped, so its pid (the group's id) cannot be reused yet:
+                # end whatever its jobs left running in its group.
+                _kill_group(child.pid)
+            try:
                 pid, status = os.waitpid(child.pid, os.WNOHANG)
             except ChildProcessError:
                 pid, status = child.pid, 0
@@ -479,7 +491,10 @@ class Arbiter:
             rss_mb,
             self.settings.max_memory,
         )
-        self.terminate(child, "memory", self._stop_deadline())
+        # A short deadline of its own: the child may still be growing.
+        timeout = self.settings.shutdown_timeout
+        drain = MEMORY_DRAIN_SECONDS if timeout < 0 else min(MEMORY_DRAIN_SECONDS, timeout)
+        self.terminate(child, "memory", time.monotonic() + drain)
 
     def _stop_deadline(self) -> float | None:
         timeout = self.settings.shutdown_timeout
@@ -563,6 +578,10 @@ class Arbiter:
         if pid == 0:
             self._child_side(slot, read_fd, write_fd, process_id)
         signal.pthread_sigmask(signal.SIG_UNBLOCK, child_mod.FORK_BLOCKED)
+        try:
+            os.setpgid(pid, pid)  # also here: whichever of us runs first, the group exists
+        except OSError:
+            pass  # the child did it already (or has exited)
         os.close(write_fd)
         os.set_blocking(read_fd, False)
         now = time.monotonic()
@@ -580,6 +599,8 @@ class Arbiter:
         supervisor's frames (their ``finally`` would kill the siblings and deregister the
         supervisor's row, from inside the child)."""
         try:
+            # Its own process group, so that what its jobs spawn ends with it (see reap()).
+            os.setpgid(0, 0)
             self._in_child(read_fd)
             child_mod.run_child(
                 self.settings,
@@ -616,7 +637,10 @@ class Arbiter:
 
     def _in_child(self, own_read_fd: int) -> None:
         """Drop everything of the supervisor's that the child must neither use nor close."""
+        from goodjob_mp.supervisor import pidfile
+
         signal.set_wakeup_fd(-1)
+        pidfile.close_after_fork()
         os.close(own_read_fd)
         for fd in (self._wake_r, self._wake_w):
             os.close(fd)
@@ -698,6 +722,8 @@ class Arbiter:
     # --- helpers and reporting ----------------------------------------------------------------
 
     def _signal(self, child: Child, signum: int) -> None:
+        if signum == signal.SIGKILL:
+            _kill_group(child.pid)  # the child and whatever its jobs spawned
         try:
             os.kill(child.pid, signum)
         except ProcessLookupError:
@@ -735,6 +761,13 @@ class Arbiter:
         )
 
 
+def _kill_group(pgid: int) -> None:
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
 def _earlier(a: float | None, b: float | None) -> float | None:
     if a is None:
         return b
@@ -747,6 +780,7 @@ def run_supervisor(settings: Settings, *, cli_flags: dict[str, Any] | None = Non
     """Run the supervisor until it is told to stop; return the process exit code."""
     from goodjob_mp.db.connection import DatabaseUnavailableError
     from goodjob_mp.supervisor.pidfile import Pidfile, PidfileError
+    from goodjob_mp.supervisor.probe import ProbeServerError
 
     handle = None
     if settings.log_file:
@@ -781,7 +815,7 @@ def run_supervisor(settings: Settings, *, cli_flags: dict[str, Any] | None = Non
     arbiter = Arbiter(settings, daemon_handle=handle, cli_flags=cli_flags)
     try:
         return arbiter.run()
-    except (DatabaseUnavailableError, SupervisorError) as exc:
+    except (DatabaseUnavailableError, SupervisorError, ProbeServerError) as exc:
         if handle is not None:
             handle.failed(str(exc))
         print(f"goodjob-supervisor: {exc}", file=sys.stderr)

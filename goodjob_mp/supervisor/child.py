@@ -55,7 +55,7 @@ _TRANSIENT_SQLSTATE_CLASSES = ("08", "53", "57")
 
 
 def start_failure_kind(exc: BaseException) -> str:
-    """"database" when start-up failed only because the database could not be reached (retry
+    """ "database" when start-up failed only because the database could not be reached (retry
     without counting it against the app); "app" when the app, schema or configuration is broken
     (a wrong password or database name is broken configuration, not a blip)."""
     import psycopg
@@ -263,6 +263,18 @@ class ChildRunner:
             log.info("goodjob-worker %s: reopened log file", self.pool.text)
 
 
+def _end_own_group() -> None:
+    """TERM what our jobs spawned into our process group (the supervisor SIGKILLs the group
+    once we have exited; this covers a supervisor that is gone)."""
+    try:
+        if os.getpgid(0) != os.getpid():
+            return  # not our own group (never the supervisor's)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        os.killpg(0, signal.SIGTERM)
+    except OSError:
+        pass
+
+
 def run_child(
     settings: Settings,
     pool: PoolSpec,
@@ -286,6 +298,7 @@ def run_child(
     except BaseException:
         log.exception("goodjob-worker %s crashed", pool.text)
     finally:
+        _end_own_group()
         for stream in (sys.stdout, sys.stderr):
             try:
                 if stream is not None:
