@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import sys
 from typing import Any
 
@@ -16,7 +17,7 @@ import click
 
 import goodjob_mp
 from goodjob_mp import config
-from goodjob_mp.cli_common import Group, common_options, connection, load
+from goodjob_mp.cli_common import Group, common, common_options, connection, load
 from goodjob_mp.config import Settings
 from goodjob_mp.cron_cli import cron
 from goodjob_mp.queues import parse_pools
@@ -68,6 +69,14 @@ def _check_schema_before_forking() -> None:
 )
 @click.version_option(goodjob_mp.__version__, prog_name="goodjob-supervisor")
 @common_options
+@click.option(
+    "--preload",
+    is_flag=True,
+    default=None,
+    help="Import --app once in the supervisor before forking: children share its memory "
+    "copy-on-write, but HUP restarts them on the code loaded at start. Without it each child "
+    "imports --app after the fork, so HUP loads new code. Env: GOOD_JOB_PRELOAD.",
+)
 @click.option("--queues", help=QUEUES_HELP)
 @click.option(
     "--max-threads", type=int, help="Threads per pool without ':N' (1-1000). [default: 5]"
@@ -90,6 +99,12 @@ def _check_schema_before_forking() -> None:
     default=None,
     help="Wake on LISTEN/NOTIFY (polling stays as the safety net). [default: enabled]",
 )
+@click.option(
+    "--child-timeout",
+    type=float,
+    help="Kill and replace a worker child whose status reports stop for N seconds (it hangs); "
+    "its running jobs run again as interrupted. -1 disables. [default: 10]",
+)
 @click.option("--idle-timeout", type=float, help="Exit cleanly after N seconds with no job run.")
 @click.option("--daemonize", is_flag=True, default=None, help="Detach into the background.")
 @click.option("--pidfile", help="Write the supervisor's pid here (atomically).")
@@ -97,9 +112,15 @@ def _check_schema_before_forking() -> None:
 @click.option(
     "--probe-port", type=int, help="Serve /, /status, /status/started, /status/connected."
 )
+@click.option(
+    "--probe-bind",
+    help="Address the probe listens on; 0.0.0.0 or :: for every interface. [default: 127.0.0.1]",
+)
 @click.option("--queue-select-limit", type=int, help="Most jobs one claim may take.")
 @click.option(
-    "--max-memory", help="Per child, e.g. 512M or 2G: over it, a child drains and is replaced."
+    "--max-memory",
+    help="Per child, e.g. 512M or 2G: over it, a child stops claiming, gets 5 s (at most "
+    "--shutdown-timeout) to finish its jobs, is killed after that, and is replaced.",
 )
 @click.option("--state-dir", help="Folder for the embedded database. [default: .goodjob]")
 @click.option(
@@ -118,10 +139,14 @@ def main(ctx: click.Context, check: bool, **flags: Any) -> None:
     goodjob-supervisor cleanup-preserved-jobs --before-seconds-ago=86400
 
     Signals: TERM/INT drain and stop, QUIT stops now, HUP restarts the children one pool at a
-    time. Every option is also a GOOD_JOB_<OPTION> environment variable (docs/settings.md).
+    time, USR1 reopens --log-file; USR2, TTIN and TTOU are ignored. Every option is also a
+    GOOD_JOB_<OPTION> environment variable (docs/settings.md).
     """
     if ctx.invoked_subcommand is not None:
         return
+    preload = flags.get("preload")
+    if preload is None:
+        preload = os.environ.get("GOOD_JOB_PRELOAD", "").strip().lower() in ("1", "true", "yes")
     if flags.get("max_memory") is not None:
         try:
             flags["max_memory"] = config._parse_memory(flags["max_memory"])
@@ -130,7 +155,11 @@ def main(ctx: click.Context, check: bool, **flags: Any) -> None:
                 f"{flags['max_memory']!r}: {exc}; use megabytes or e.g. 512M, 2G",
                 param_hint="'--max-memory'",
             ) from None
-    settings = load(ctx, flags)
+    # Without --preload (or --check) each child imports --app after the fork: HUP loads new code.
+    settings = load(ctx, flags, with_app=bool(check or preload))
+    options = common(ctx)
+    # The children merge these again over the app's configure().
+    cli_flags = {**flags, **{k: options.get(k) for k in ("app", "log_level", "embedded")}}
     pools = parse_pools(settings.queues)
     entries = _check_cron(settings) if (check or settings.enable_cron) else 0
     if check:
@@ -154,7 +183,7 @@ def main(ctx: click.Context, check: bool, **flags: Any) -> None:
     _check_schema_before_forking()
     from goodjob_mp.supervisor.arbiter import run_supervisor
 
-    sys.exit(run_supervisor(settings))
+    sys.exit(run_supervisor(settings, cli_flags=cli_flags))
 
 
 @main.command()

@@ -44,7 +44,8 @@ def common_options(command: F) -> F:
             "--app",
             expose_value=False,
             callback=_remember("app"),
-            help="Module to import first (defines jobs, may call configure()). Env: GOOD_JOB_APP.",
+            help="Module that defines the jobs (may call configure()); the supervisor imports it "
+            "in each child after the fork (see --preload). Env: GOOD_JOB_APP.",
         ),
         click.option(
             "--log-level",
@@ -92,11 +93,14 @@ def setup_logging(level: str) -> None:
     logging.getLogger("goodjob_mp").setLevel(level.upper())
 
 
-def load(ctx: click.Context, flags: dict[str, Any] | None = None) -> Settings:
-    """Import ``--app``, merge the settings with the command line's ``flags``, set up logging,
-    and install the settings for library code in this process."""
+def load(
+    ctx: click.Context, flags: dict[str, Any] | None = None, *, with_app: bool = True
+) -> Settings:
+    """Import ``--app`` (unless ``with_app`` is false), merge the settings with the command
+    line's ``flags``, set up logging, and install the settings for library code here."""
     options = common(ctx)
-    import_app(options.get("app"))
+    if with_app:
+        import_app(options.get("app"))
     cli = dict(flags or {})
     cli["app"] = options.get("app")
     cli["log_level"] = options.get("log_level")

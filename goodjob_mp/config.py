@@ -52,10 +52,16 @@ class Settings:
     queue_select_limit: int | None = None
     max_memory: int | None = None
     probe_port: int | None = None
+    # The probe's address: loopback by default (GoodJob's advice for health checks behind a
+    # proxy); 0.0.0.0 (or ::) where a load balancer or kubelet on another address must reach it.
+    probe_bind: str = "127.0.0.1"
     daemonize: bool = False
     pidfile: str | None = None
     log_file: str | None = None
     app: str | None = None
+    # Import --app once in the supervisor before forking (copy-on-write sharing; HUP then
+    # restarts children on the old code) instead of in each child after the fork.
+    preload: bool = False
     state_dir: str = ".goodjob"
     # A job whose process died this many times while performing it is discarded, not run again.
     max_interrupts: int = 3
@@ -63,6 +69,9 @@ class Settings:
     # 20 s: with the 5 s heartbeat and sweep, a vanished host's jobs run again within ~30 s.
     dead_process_timeout: float = 20.0
     heartbeat_interval: float = 5.0
+    # A worker child whose status reports stop for this long is killed and replaced (as
+    # gunicorn's --timeout); -1 disables. Children report every second.
+    child_timeout: float = 10.0
     # Upper bound on jobs claimed ahead of free threads when jobs are short.
     claim_buffer: int = 400
     goodjob_indexes: bool = False
@@ -159,14 +168,17 @@ _TEXT_PARSERS: dict[str, Callable[[str], Any]] = {
     "queue_select_limit": _parse_optional_int,
     "max_memory": _parse_memory,
     "probe_port": _parse_optional_int,
+    "probe_bind": str,
     "daemonize": _parse_bool,
     "pidfile": str,
     "log_file": str,
     "app": str,
+    "preload": _parse_bool,
     "state_dir": str,
     "max_interrupts": int,
     "dead_process_timeout": float,
     "heartbeat_interval": float,
+    "child_timeout": float,
     "claim_buffer": int,
     "goodjob_indexes": _parse_bool,
     "naive_datetimes": lambda t: t.strip().lower(),
@@ -317,6 +329,8 @@ def _check(settings: Settings, sources: Mapping[str, str]) -> None:
         value = getattr(settings, name)
         if value is True or (value is not False and value <= 0 and value != -1):
             fail(name, "use a number > 0, -1 to clean up every time, or false to disable")
+    if settings.child_timeout != -1 and not settings.child_timeout >= 2:
+        fail("child_timeout", "use seconds >= 2 (children report every second), or -1 to disable")
     if settings.idle_timeout is not None and settings.idle_timeout <= 0:
         fail("idle_timeout", "use seconds > 0")
     if settings.queue_select_limit is not None and settings.queue_select_limit < 1:
@@ -325,6 +339,8 @@ def _check(settings: Settings, sources: Mapping[str, str]) -> None:
         fail("max_memory", "use megabytes >= 1")
     if settings.probe_port is not None and not 0 <= settings.probe_port <= 65535:
         fail("probe_port", "use a TCP port 0-65535")
+    if not isinstance(settings.probe_bind, str) or not settings.probe_bind.strip():
+        fail("probe_bind", "use an address such as 127.0.0.1, 0.0.0.0 or ::")
     if settings.max_interrupts < 1:
         fail("max_interrupts", "use a count >= 1")
     if settings.enqueue_pool_size < 1:

@@ -228,7 +228,8 @@ def test_failure_reported_by_daemon_makes_launcher_fail(tmp_path: Path) -> None:
         [
             sys.executable,
             "-c",
-            "import setproctitle, sys; setproctitle.setproctitle('goodjob-supervisor: other'); "
+            "import sys; from goodjob_mp.supervisor.pidfile import Pidfile; "
+            f"Pidfile({str(tmp_path / 'sup.pid')!r}).acquire(); "
             "print('up', flush=True); sys.stdin.read()",
         ],
         stdin=subprocess.PIPE,
@@ -237,8 +238,7 @@ def test_failure_reported_by_daemon_makes_launcher_fail(tmp_path: Path) -> None:
         env=ENV,
     )
     try:
-        assert holder.stdout.readline() == "up\n"
-        (tmp_path / "sup.pid").write_text(f"{holder.pid}\n")
+        assert holder.stdout.readline() == "up\n"  # a live supervisor holds the pidfile
         result = subprocess.run(
             _argv(tmp_path, "ok"), env=ENV, capture_output=True, text=True, timeout=60
         )

@@ -73,16 +73,86 @@ def test_acquire_writes_our_pid_and_release_removes_it(tmp_path: Path) -> None:
     assert list(tmp_path.iterdir()) == []  # no temporary files left behind
 
 
-def test_live_supervisor_is_refused(tmp_path: Path, lookalike: subprocess.Popen[str]) -> None:
+HOLDER = textwrap.dedent(
+    """
+    import sys
+    from goodjob_mp.supervisor.pidfile import Pidfile
+    Pidfile(sys.argv[1]).acquire()
+    print("up", flush=True)
+    sys.stdin.read()  # hold the pidfile (and its lock) until the test closes stdin
+    """
+)
+
+
+@pytest.fixture
+def holder(tmp_path: Path):
+    """A live process that holds tmp_path/sup.pid as a supervisor does (pid and lock)."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, str(tmp_path / "sup.pid")],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env=ENV,
+    )
+    assert proc.stdout is not None and proc.stdout.readline() == "up\n"
+    yield proc
+    proc.stdin.close()
+    proc.wait(timeout=10)
+
+
+def test_live_supervisor_is_refused(tmp_path: Path, holder: subprocess.Popen[str]) -> None:
     path = tmp_path / "sup.pid"
-    path.write_text(f"{lookalike.pid}\n")
     with pytest.raises(PidfileError) as err:
         Pidfile(path).acquire()
     message = str(err.value)
-    assert f"already running with pid {lookalike.pid}" in message
+    assert f"already running with pid {holder.pid}" in message
     assert str(path) in message
     assert "remove the pidfile" in message
-    assert path.read_text() == f"{lookalike.pid}\n"
+    assert path.read_text() == f"{holder.pid}\n"
+
+
+def test_a_lookalike_without_the_lock_is_stale(
+    tmp_path: Path, lookalike: subprocess.Popen[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    # A process whose title says goodjob-supervisor but that holds no lock (tail -f ...log).
+    path = tmp_path / "sup.pid"
+    path.write_text(f"{lookalike.pid}\n")
+    with caplog.at_level(logging.WARNING, logger="goodjob_mp.supervisor.pidfile"):
+        Pidfile(path).acquire()
+    assert path.read_text() == f"{os.getpid()}\n"
+    assert "no process holds its lock" in caplog.text
+    assert lookalike.poll() is None
+
+
+def test_a_forked_child_does_not_keep_the_lock_after_close_after_fork(tmp_path: Path) -> None:
+    from goodjob_mp.supervisor.pidfile import close_after_fork
+
+    path = tmp_path / "sup.pid"
+    pidfile = Pidfile(path)
+    pidfile.acquire()
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child lives on after the parent lets go of the file
+        close_after_fork()
+        os.close(write_end)
+        os.read(read_end, 1)
+        os._exit(0)
+    os.close(read_end)
+    try:
+        # The parent "dies" without removing the file: drop its lock the way death does.
+        os.close(pidfile._lock_fd)
+        pidfile._lock_fd = None
+        other = subprocess.run(
+            [sys.executable, "-c", HOLDER.replace("sys.stdin.read()", "pass"), str(path)],
+            env=ENV,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert other.returncode == 0, other.stderr  # the child's copy did not keep it locked
+    finally:
+        os.close(write_end)
+        os.waitpid(pid, 0)
 
 
 def test_dead_pid_is_replaced_with_a_warning(

@@ -1,37 +1,52 @@
 """The supervisor (arbiter): forks one child per pool and keeps them running.
 
-Owns the one loop of the supervisor process. Each pass: take queued signals and call
-``handle_<name>`` for each, then the housekeeping verbs in fixed order — ``murder`` (kill
-children past their drain deadline), ``reap`` (collect exited children, hand their jobs back),
-``manage`` (memory limit, rolling restart, idle timeout, registry, dead-process sweep,
-systemd), ``spawn`` (start what should run) — then ``wait`` in select() on the signal wake-up
-pipe, every child's status pipe and the probe sockets.
+Owns the one loop of the supervisor process, the signal table and the child state machine's
+transitions (the states themselves are in ``children.py``). Each pass: take queued signals and
+call ``handle_<name>`` for each, then the housekeeping verbs in fixed order — ``murder`` (kill
+children past their deadline), ``reap`` (collect exited children, hand their jobs back),
+``manage`` (decide which children should run: rolling restart, idle timeout), ``spawn`` (start
+what should run), ``run_duties`` (timed work: heartbeat, sweep, cron, memory, systemd, probe;
+see ``duties.py``) — then ``wait`` in select() on the signal wake-up pipe, every child's status
+pipe and the probe sockets. Reporting (status line, probe, registry state) is in ``report.py``.
 
 Never does work in a signal handler (handlers append to a queue; ``signal.set_wakeup_fd`` wakes
-the loop) and never starts a thread. The registry connection stays open across forks, so the
-row's advisory lock is never released (the child lets go of it untouched,
-``Registry.after_fork_in_child``); no other connection is open at the moment of a fork. Only pids
-it forked are waited for: an embedded PostgreSQL started by this process is never reaped here.
+the loop), never starts a thread, and holds no database connection at the moment of a fork
+but the registry's: that one stays open across forks, so the row's advisory lock is never
+released (the child lets go of it untouched, ``Registry.after_fork_in_child``); every duty's
+``before_fork()`` drops its own connections. Only pids it forked are waited for: an embedded
+PostgreSQL started by this process is never reaped here.
 """
 
 from __future__ import annotations
 
 import errno
+import json
 import logging
 import os
 import select
 import signal
 import socket
 import sys
+import threading
 import time
+import traceback
 import uuid
-from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NoReturn
 
 from goodjob_mp.backoff import restart_backoff_seconds
 from goodjob_mp.config import Settings
-from goodjob_mp.queues import PoolSpec, parse_pools
+from goodjob_mp.queues import parse_pools
 from goodjob_mp.supervisor import child as child_mod
+from goodjob_mp.supervisor import duties as duty_mod
+from goodjob_mp.supervisor import report
+from goodjob_mp.supervisor.children import (
+    Child,
+    ChildState,
+    ExitKind,
+    PoolSlot,
+    classify_exit,
+    describe_status,
+)
 from goodjob_mp.supervisor.maintenance import Registry
 
 log = logging.getLogger("goodjob_mp.supervisor")
@@ -40,53 +55,27 @@ log = logging.getLogger("goodjob_mp.supervisor")
 MAX_BOOT_FAILURES = 3
 # A child that ran at least this long before crashing starts its pool's back-off afresh.
 STABLE_AFTER = 30.0
-# A child must be this old before the memory limit applies (start-up allocates).
-MEMORY_GRACE = 2.0
+# Restarts of a pool waiting for its database are at most this far apart.
+UNREACHABLE_BACKOFF_CAP = 5.0
+# Children that report every second; a starting child reports only once it is ready.
+SILENCE_WATCHED = (ChildState.RUNNING, ChildState.RETIRING, ChildState.STOPPING)
+# A child over --max-memory gets this long (at most --shutdown-timeout) to finish its jobs.
+MEMORY_DRAIN_SECONDS = 5.0
 MAX_QUEUED_SIGNALS = 32
 LOOP_TICK = 1.0
 
+# The signal table: what each signal means is the handle_<name> method of that name.
 SIGNAL_NAMES = {
     signal.SIGTERM: "term",
     signal.SIGINT: "int",
     signal.SIGQUIT: "quit",
     signal.SIGHUP: "hup",
     signal.SIGCHLD: "chld",
+    signal.SIGUSR1: "usr1",
+    signal.SIGUSR2: "usr2",
+    signal.SIGTTIN: "ttin",
+    signal.SIGTTOU: "ttou",
 }
-
-
-@dataclass
-class Child:
-    """One forked worker process and what it last reported."""
-
-    pool_index: int
-    pid: int
-    process_id: uuid.UUID
-    fd: int
-    spawned_at: float
-    buffer: bytes = b""
-    ready: bool = False
-    listener: bool = False
-    busy: int = 0
-    idle: float = 0.0
-    idle_at: float = 0.0
-    error: str | None = None
-    term_at: float | None = None
-    kill_sent: bool = False
-    retiring: bool = False  # replaced (HUP, memory): its exit is expected, not a crash
-    exit_status: int | None = None
-
-
-@dataclass
-class PoolSlot:
-    index: int
-    pool: PoolSpec
-    threads: int
-    current: Child | None = None
-    old: list[Child] = field(default_factory=list)
-    boot_failures: int = 0
-    crashes: int = 0
-    restart_at: float = 0.0
-    last_error: str | None = None
 
 
 class SupervisorError(RuntimeError):
@@ -96,8 +85,15 @@ class SupervisorError(RuntimeError):
 class Arbiter:
     """The supervisor loop; ``run()`` returns the process exit code."""
 
-    def __init__(self, settings: Settings, *, daemon_handle: Any = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        daemon_handle: Any = None,
+        cli_flags: dict[str, Any] | None = None,
+    ) -> None:
         self.settings = settings
+        self.cli_flags = cli_flags
         self.pools = [
             PoolSlot(i, pool, pool.thread_count(settings.max_threads))
             for i, pool in enumerate(parse_pools(settings.queues))
@@ -113,15 +109,12 @@ class Arbiter:
         self.daemon_handle = daemon_handle
         self.registry = Registry(self.process_id, self.state)
         self.probe: Any = None
-        self.cron: Any = None  # the cron helper wires goodjob_mp.cron.CronScheduler in here
+        self.cron: Any = None
         self.notifier: Any = None
-        self.announced_ready = False
-        self.last_status = ""
+        self.duties: list[Any] = []
+        self.failed_duties: dict[str, str] = {}
         self.started_at = time.monotonic()
-        self.next_heartbeat = 0.0
-        self.next_sweep = 0.0
-        self.next_watchdog = 0.0
-        self.next_memory = 0.0
+        self._warned_threads: list[str] = []
         self._wake_r, self._wake_w = -1, -1
 
     # --- the loop -----------------------------------------------------------------------------
@@ -135,6 +128,7 @@ class Arbiter:
                 self.reap()
                 self.manage()
                 self.spawn()
+                self.run_duties()
                 self.wait()
         finally:
             self.stop()
@@ -149,10 +143,13 @@ class Arbiter:
         if self.settings.probe_port is not None:
             from goodjob_mp.supervisor.probe import ProbeServer
 
-            self.probe = ProbeServer(self.settings.probe_port, status=self.probe_status)
-            log.info("probe server listening on port %d", self.probe.port)
+            self.probe = ProbeServer(
+                self.settings.probe_port, self.settings.probe_bind, status=self.probe_status
+            )
+            log.info("probe server listening on port %d (%s)", self.probe.port, self.probe.host)
         self.registry.open()  # DB unreachable: fails here, before anything is forked
         self._setup_cron()
+        self.duties = self._make_duties()
         if self.daemon_handle is not None:
             self.daemon_handle.ready()
         log.info(
@@ -162,6 +159,34 @@ class Arbiter:
             "; ".join(f"{s.pool.text} ({s.threads} threads)" for s in self.pools),
         )
 
+    def _make_duties(self) -> list[Any]:
+        s = self.settings
+        made: list[Any] = [duty_mod.Heartbeat(self.registry, s.heartbeat_interval)]
+        if s.dead_process_timeout > 0:
+            made.append(duty_mod.Sweep(self.registry, s.dead_process_timeout))
+        if self.cron is not None:
+            made.append(duty_mod.Cron(self.cron, active=lambda: not self.draining))
+        if s.max_memory is not None:
+            made.append(
+                duty_mod.MemoryCheck(
+                    s.max_memory, lambda: list(self.children.values()), self.over_memory
+                )
+            )
+        made.append(
+            duty_mod.Systemd(
+                self.notifier,
+                len(self.pools),
+                all_started=self.all_started,
+                settled=lambda: not self.draining and not self.rolling,
+                status_line=self.status_line,
+                healthy=lambda: self.exit_code == 0,
+                set_title=child_mod.set_title,
+            )
+        )
+        if self.probe is not None:
+            made.append(duty_mod.ProbeExpiry(self.probe))
+        return made
+
     def stop(self) -> None:
         # Normal paths reach here with no children; an exception must not leave orphans behind.
         for child in list(self.children.values()):
@@ -170,15 +195,15 @@ class Arbiter:
             self.reap()
             time.sleep(0.05)
         self.registry.deregister()
-        if self.cron is not None:
+        for duty in reversed(self.duties):
             try:
-                self.cron.close()
-            except Exception:
-                log.exception("closing the cron scheduler failed")
-        if self.probe is not None:
-            self.probe.close()
-        if self.notifier is not None:
-            self.notifier.close()
+                duty.close()
+            except Exception:  # shutting down: one duty's failure must not skip the others
+                log.exception("closing the %s duty failed", duty.name)
+        if not self.duties:
+            for closer in (self.probe, self.notifier):
+                if closer is not None:
+                    closer.close()
         signal.set_wakeup_fd(-1)
         for fd in (self._wake_r, self._wake_w):
             if fd >= 0:
@@ -218,10 +243,32 @@ class Arbiter:
             return
         log.info("HUP: restarting the children one pool at a time")
         self.notifier.reloading()
-        self.rolling = [s.index for s in self.pools if s.index not in self.rolling]
+        self.rolling += [s.index for s in self.pools if s.index not in self.rolling]
 
     def handle_chld(self) -> None:
         pass  # reap() runs on every pass
+
+    def handle_usr1(self) -> None:
+        """Reopen --log-file (after logrotate moved it), here and in every child."""
+        path = self.settings.log_file
+        if not path:
+            log.info("USR1: no --log-file to reopen; ignored")
+            return
+        from goodjob_mp.supervisor.logfiles import reopen_output
+
+        if reopen_output(path):
+            log.info("USR1: reopened log file %s", path)
+        for child in self.children.values():
+            self._signal(child, signal.SIGUSR1)
+
+    def handle_usr2(self) -> None:
+        log.info("USR2: ignored (goodjob-supervisor gives it no meaning; HUP reloads)")
+
+    def handle_ttin(self) -> None:
+        log.info("TTIN: ignored (pools and threads come from --queues; change it and restart)")
+
+    def handle_ttou(self) -> None:
+        log.info("TTOU: ignored (pools and threads come from --queues; change it and restart)")
 
     def begin_drain(self, timeout: float, why: str) -> None:
         now = time.monotonic()
@@ -232,6 +279,8 @@ class Arbiter:
                 self.drain_deadline is None or deadline < self.drain_deadline
             ):
                 self.drain_deadline = deadline
+                for child in self.children.values():
+                    child.kill_at = _earlier(child.kill_at, deadline)
             return
         log.info(
             "%s: stopping %d child(ren); running jobs get %s",
@@ -244,69 +293,86 @@ class Arbiter:
         self.rolling = []
         self.notifier.stopping()
         for child in self.children.values():
-            self._terminate(child)
+            self.terminate(child, "shutdown", deadline)
 
-    # --- murder / reap ------------------------------------------------------------------------
+    # --- the child state machine: every transition goes through these -----------------------
 
-    def murder(self) -> None:
-        now = time.monotonic()
-        for child in list(self.children.values()):
-            if child.kill_sent:
-                continue
-            if self.draining:
-                due = self.drain_deadline is not None and now >= self.drain_deadline
-            else:
-                timeout = self.settings.shutdown_timeout
-                due = child.term_at is not None and timeout >= 0 and now >= child.term_at + timeout
-            if due:
-                log.warning(
-                    "killing child %d (pool %s): still running at its shutdown deadline",
-                    child.pid,
-                    self.pools[child.pool_index].pool.text,
-                )
-                self._signal(child, signal.SIGKILL)
-                child.kill_sent = True
-
-    def reap(self) -> None:
-        gone: list[Child] = []
-        for child in list(self.children.values()):
-            try:
-                pid, status = os.waitpid(child.pid, os.WNOHANG)
-            except ChildProcessError:
-                pid, status = child.pid, 0
-            if pid == 0:
-                continue
-            self._read_status(child)
-            child.exit_status = status
-            del self.children[child.pid]
-            os.close(child.fd)
-            gone.append(child)
-        if gone:
-            handed = self.registry.hand_back([c.process_id for c in gone])
-            if handed:
-                log.warning("handed back %d job(s) of exited children", handed)
-        for child in gone:
-            self._child_exited(child)
-
-    def _child_exited(self, child: Child) -> None:
+    def mark_ready(self, child: Child) -> None:
+        child.move(ChildState.RUNNING, time.monotonic())
         slot = self.pools[child.pool_index]
-        status = child.exit_status or 0
-        how = (
-            f"signal {signal.Signals(os.WTERMSIG(status)).name}"
-            if os.WIFSIGNALED(status)
-            else f"exit code {os.waitstatus_to_exitcode(status)}"
-        )
-        if child in slot.old:
-            slot.old.remove(child)
-        expected = self.draining or child.retiring or child.term_at is not None
+        if slot.current is child:
+            if slot.unreachable:
+                log.info("pool %s: the database is reachable again", slot.pool.text)
+            slot.boot_failures = 0
+            slot.unreachable = 0
+            slot.last_error = None
+
+    def retire(self, child: Child, why: str) -> None:
+        """Replace ``child``: it serves until its successor is ready (rolling restart)."""
+        child.move(ChildState.RETIRING, time.monotonic(), why)
+        slot = self.pools[child.pool_index]
         if slot.current is child:
             slot.current = None
-        log_level = logging.INFO if expected else logging.WARNING
-        log.log(log_level, "child %d (pool %s) exited: %s", child.pid, slot.pool.text, how)
-        if expected:
+
+    def terminate(self, child: Child, why: str, kill_at: float | None) -> None:
+        """TERM: stop claiming, finish running jobs; SIGKILL at ``kill_at`` (None: never)."""
+        if child.state not in (ChildState.STARTING, ChildState.RUNNING, ChildState.RETIRING):
+            child.kill_at = _earlier(child.kill_at, kill_at)
+            return
+        child.move(ChildState.STOPPING, time.monotonic(), why)
+        child.kill_at = kill_at
+        slot = self.pools[child.pool_index]
+        if slot.current is child and not self.draining:
+            slot.current = None
+        self._signal(child, signal.SIGTERM)
+
+    def kill(self, child: Child, why: str) -> None:
+        if child.state in (ChildState.KILLED, ChildState.EXITED):
+            return
+        child.move(ChildState.KILLED, time.monotonic(), why)
+        slot = self.pools[child.pool_index]
+        if slot.current is child and not self.draining:
+            slot.current = None
+        self._signal(child, signal.SIGKILL)
+
+    def exited(self, child: Child, status: int) -> None:
+        child.exit_status = status
+        child.move(ChildState.EXITED, time.monotonic())
+        slot = self.pools[child.pool_index]
+        current = slot.current is child
+        if current:
+            slot.current = None
+        kind = classify_exit(child, status, draining=self.draining, current=current)
+        how = describe_status(status)
+        if child.error and not child.ready:
+            how += f" before it was ready: {child.error}"
+        level = logging.INFO if kind in (ExitKind.EXPECTED, ExitKind.CLEAN) else logging.WARNING
+        if kind is ExitKind.UNREACHABLE and slot.unreachable:
+            level = logging.DEBUG  # one line per outage, not one per retry
+        log.log(level, "child %d (pool %s) exited: %s", child.pid, slot.pool.text, how)
+        if kind is ExitKind.EXPECTED:
             return
         now = time.monotonic()
-        if not child.ready:
+        if kind is ExitKind.CLEAN:
+            # Someone stopped this child cleanly (e.g. TERM sent to it): not a crash.
+            slot.crashes = 0
+            slot.restart_at = now
+            log.info("pool %s: its child stopped cleanly; starting a new one", slot.pool.text)
+            return
+        if kind is ExitKind.UNREACHABLE:
+            # Not the app's fault: retry with capped back-off, never stop the supervisor for it.
+            slot.unreachable += 1
+            slot.restart_at = now + restart_backoff_seconds(
+                slot.unreachable, cap=UNREACHABLE_BACKOFF_CAP
+            )
+            if slot.unreachable == 1:
+                log.warning(
+                    "pool %s: the database is unreachable (%s); retrying until it is back",
+                    slot.pool.text,
+                    child.error,
+                )
+            return
+        if kind is ExitKind.BOOT_FAILED:
             slot.boot_failures += 1
             slot.last_error = child.error or f"the child exited during start-up ({how})"
             if slot.boot_failures >= MAX_BOOT_FAILURES:
@@ -331,117 +397,153 @@ class Arbiter:
         self.exit_code = 1
         self.begin_drain(self.settings.shutdown_timeout, "fatal error")
 
-    # --- manage -------------------------------------------------------------------------------
+    # --- murder / reap ------------------------------------------------------------------------
+
+    def murder(self) -> None:
+        now = time.monotonic()
+        timeout = self.settings.child_timeout
+        for child in list(self.children.values()):
+            silent = now - child.last_report
+            if timeout > 0 and child.state in SILENCE_WATCHED and silent >= timeout:
+                log.warning(
+                    "killing child %d (pool %s): no status report for %.0fs (--child-timeout "
+                    "%gs); its running jobs will run again",
+                    child.pid,
+                    self.pools[child.pool_index].pool.text,
+                    silent,
+                    timeout,
+                )
+                self.kill(child, "silent")
+                continue
+            due = child.kill_at is not None and now >= child.kill_at
+            if child.state is ChildState.STOPPING and due:
+                log.warning(
+                    "killing child %d (pool %s): still running at its %s deadline",
+                    child.pid,
+                    self.pools[child.pool_index].pool.text,
+                    child.reason or "shutdown",
+                )
+                self.kill(child, child.reason)
+
+    def reap(self) -> None:
+        gone: list[tuple[Child, int]] = []
+        for child in list(self.children.values()):
+            try:
+                exited = os.waitid(os.P_PID, child.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+            except ChildProcessError:
+                exited = None
+            if exited is not None:
+                # Exited but not yet reaped, so its pid (the group's id) cannot be reused yet:
+                # end whatever its jobs left running in its group.
+                _kill_group(child.pid)
+            try:
+                pid, status = os.waitpid(child.pid, os.WNOHANG)
+            except ChildProcessError:
+                pid, status = child.pid, 0
+            if pid == 0:
+                continue
+            self._read_status(child)
+            del self.children[child.pid]
+            os.close(child.fd)
+            gone.append((child, status))
+        if gone:
+            handed = self.registry.hand_back([c.process_id for c, _ in gone])
+            if handed:
+                log.warning("handed back %d job(s) of exited children", handed)
+        for child, status in gone:
+            self.exited(child, status)
+
+    # --- manage: which children should run ----------------------------------------------------
 
     def manage(self) -> None:
-        now = time.monotonic()
-        if not self.draining:
-            self._roll(now)
-            if now >= self.next_memory:
-                self.next_memory = now + 1.0
-                self._check_memory(now)
-            self._check_idle(now)
-        if now >= self.next_heartbeat:
-            self.next_heartbeat = now + self.settings.heartbeat_interval
-            self.registry.heartbeat()
-        if now >= self.next_sweep and self.settings.dead_process_timeout > 0:
-            self.next_sweep = now + min(5.0, max(self.settings.dead_process_timeout / 2, 0.5))
-            self.registry.sweep(self.settings.dead_process_timeout)
-        self._cron_tick()
-        self._notify(now)
+        if self.draining:
+            return
+        self._roll()
+        self._check_idle(time.monotonic())
 
-    def _roll(self, now: float) -> None:
+    def _roll(self) -> None:
         """HUP: one pool at a time, start a new child, and retire the old once it is ready."""
         while self.rolling:
             slot = self.pools[self.rolling[0]]
-            if slot.old and slot.old[-1].retiring and slot.old[-1].term_at is None:
+            retiring = [
+                c
+                for c in self.children.values()
+                if c.pool_index == slot.index and c.state is ChildState.RETIRING
+            ]
+            if retiring:
                 new = slot.current
-                if new is None or not new.ready:
+                if new is None or new.state is not ChildState.RUNNING:
                     return  # wait for the new child (spawn() starts it, with back-off)
-                self._terminate(slot.old[-1])
+                for old in retiring:
+                    self.terminate(old, "HUP", self._stop_deadline())
                 self.rolling.pop(0)
                 continue
-            if slot.current is None:
+            if slot.current is None or slot.current.state is not ChildState.RUNNING:
                 self.rolling.pop(0)  # nothing running to replace; spawn() starts it anyway
                 continue
-            old = slot.current
-            old.retiring = True
-            slot.old.append(old)
-            slot.current = None
+            self.retire(slot.current, "HUP")
             return
 
-    def _check_memory(self, now: float) -> None:
-        limit = self.settings.max_memory
-        if limit is None:
-            return
-        import psutil
+    def over_memory(self, child: Child, rss_mb: float) -> None:
+        slot = self.pools[child.pool_index]
+        log.warning(
+            "child %d (pool %s) uses %.0f MB, over --max-memory %d MB; replacing it",
+            child.pid,
+            slot.pool.text,
+            rss_mb,
+            self.settings.max_memory,
+        )
+        # A short deadline of its own: the child may still be growing.
+        timeout = self.settings.shutdown_timeout
+        drain = MEMORY_DRAIN_SECONDS if timeout < 0 else min(MEMORY_DRAIN_SECONDS, timeout)
+        self.terminate(child, "memory", time.monotonic() + drain)
 
-        for slot in self.pools:
-            child = slot.current
-            if child is None or not child.ready or now - child.spawned_at < MEMORY_GRACE:
-                continue
-            try:
-                rss_mb = psutil.Process(child.pid).memory_info().rss / (1024 * 1024)
-            except psutil.Error:
-                continue
-            if rss_mb > limit:
-                log.warning(
-                    "child %d (pool %s) uses %.0f MB, over --max-memory %d MB; replacing it",
-                    child.pid,
-                    slot.pool.text,
-                    rss_mb,
-                    limit,
-                )
-                child.retiring = True
-                slot.old.append(child)
-                slot.current = None
-                self._terminate(child)
+    def _stop_deadline(self) -> float | None:
+        timeout = self.settings.shutdown_timeout
+        return None if timeout < 0 else time.monotonic() + timeout
 
     def _check_idle(self, now: float) -> None:
         timeout = self.settings.idle_timeout
-        if timeout is None or not all(s.current and s.current.ready for s in self.pools):
+        if timeout is None:
             return
-        idle = min(now - c.idle_at + c.idle for s in self.pools if (c := s.current) is not None)
+        current = [s.current for s in self.pools]
+        if not all(c is not None and c.state is ChildState.RUNNING for c in current):
+            return
+        idle = min(now - c.last_report + c.idle for c in current if c is not None)
         busy = any(c.busy for c in self.children.values())
         if not busy and idle >= timeout:
             log.info("no job performed for %.0fs (--idle-timeout): stopping", idle)
             self.begin_drain(self.settings.shutdown_timeout, "idle timeout")
 
-    def _cron_tick(self) -> None:
-        if self.cron is None or self.draining:
-            return
-        try:
-            self.cron.tick()
-        except Exception:
-            log.exception("cron tick failed")
-
     def _setup_cron(self) -> None:
         if not self.settings.enable_cron:
             return
-        try:
-            from goodjob_mp.cron import CronScheduler  # type: ignore[attr-defined]
-        except ImportError:
-            log.warning("--enable-cron: goodjob_mp.cron is not available; cron is off")
-            return
+        from goodjob_mp.cron import CronScheduler
+
         self.cron = CronScheduler(self.settings)
 
-    def _notify(self, now: float) -> None:
-        started = self.all_started()
-        if started and not self.draining and not self.rolling and not self.announced_ready:
-            self.announced_ready = True
-            self.notifier.ready()
-            log.info("all %d pool(s) are up", len(self.pools))
-        elif self.rolling:
-            self.announced_ready = False  # READY=1 again once the rolling restart is done
-        status = self.status_line()
-        if status != self.last_status:
-            self.last_status = status
-            self.notifier.status(status)
-            child_mod.set_title(f"goodjob-supervisor: {status}")
-        interval = self.notifier.watchdog_interval()
-        if interval is not None and now >= self.next_watchdog and self.exit_code == 0:
-            self.next_watchdog = now + interval
-            self.notifier.watchdog()
+    # --- duties -------------------------------------------------------------------------------
+
+    def run_duties(self) -> None:
+        for duty in list(self.duties):
+            deadline = duty.next_deadline()
+            if deadline is None or time.monotonic() < deadline:
+                continue
+            try:
+                duty.run(time.monotonic())
+            except Exception as exc:
+                # A bug, not the database going away (duties catch that themselves): show the
+                # traceback once, stop this duty, and report it in the status line and probe.
+                log.exception("supervisor duty %s failed; it is stopped", duty.name)
+                self.failed_duties[duty.name] = f"{type(exc).__name__}: {exc}"
+                self.duties.remove(duty)
+                self._close_duty(duty)
+
+    def _close_duty(self, duty: Any) -> None:
+        try:
+            duty.close()
+        except Exception:
+            log.exception("closing the %s duty failed", duty.name)
 
     # --- spawn --------------------------------------------------------------------------------
 
@@ -453,11 +555,10 @@ class Arbiter:
         if not due:
             return
         # The registry connection crosses the fork (its lock must stay held); the child lets go
-        # of it in _in_child without touching it.
-        if self.cron is not None:
-            # The cron leader's connection must not cross a fork either: close() releases the
-            # lock and the connection, and the next tick() takes leadership again.
-            getattr(self.cron, "before_fork", self.cron.close)()
+        # of it in _in_child without touching it. Every other connection is dropped here.
+        for duty in self.duties:
+            duty.before_fork()
+        self._warn_about_threads()
         for slot in due:
             self._fork(slot)
 
@@ -477,6 +578,31 @@ class Arbiter:
             log.exception("fork failed for pool %s; retrying", slot.pool.text)
             return
         if pid == 0:
+            self._child_side(slot, read_fd, write_fd, process_id)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, child_mod.FORK_BLOCKED)
+        try:
+            os.setpgid(pid, pid)  # also here: whichever of us runs first, the group exists
+        except OSError:
+            pass  # the child did it already (or has exited)
+        os.close(write_fd)
+        os.set_blocking(read_fd, False)
+        now = time.monotonic()
+        child = Child(
+            slot.index, pid, process_id, read_fd, spawned_at=now, state_since=now, last_report=now
+        )
+        self.children[pid] = child
+        slot.current = child
+        log.info("forked child %d for pool %s", pid, slot.pool.text)
+
+    def _child_side(
+        self, slot: PoolSlot, read_fd: int, write_fd: int, process_id: uuid.UUID
+    ) -> NoReturn:
+        """Everything the child does, from fork to exit: it must never return or raise into the
+        supervisor's frames (their ``finally`` would kill the siblings and deregister the
+        supervisor's row, from inside the child)."""
+        try:
+            # Its own process group, so that what its jobs spawn ends with it (see reap()).
+            os.setpgid(0, 0)
             self._in_child(read_fd)
             child_mod.run_child(
                 self.settings,
@@ -484,20 +610,40 @@ class Arbiter:
                 parent_pid=self.pid,
                 status_fd=write_fd,
                 process_id=process_id,
+                cli_flags=self.cli_flags,
             )
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, child_mod.FORK_BLOCKED)
-        os.close(write_fd)
-        os.set_blocking(read_fd, False)
-        now = time.monotonic()
-        child = Child(slot.index, pid, process_id, read_fd, spawned_at=now, idle_at=now)
-        self.children[pid] = child
-        slot.current = child
-        log.info("forked child %d for pool %s", pid, slot.pool.text)
+        except BaseException as exc:
+            try:
+                message = f"child set-up failed: {type(exc).__name__}: {exc}"
+                os.write(write_fd, (json.dumps({"error": message}) + "\n").encode())
+                traceback.print_exc()
+                sys.stderr.flush()
+            except BaseException:  # nothing may stop the os._exit below
+                pass
+        finally:
+            os._exit(1)
+
+    def _warn_about_threads(self) -> None:
+        """Threads do not survive a fork, and a lock one of them held stays held in the child
+        forever: say which, since an --app import (with --preload) may have started them."""
+        others = sorted(t.name for t in threading.enumerate() if t is not threading.main_thread())
+        if others and others != self._warned_threads:
+            log.warning(
+                "forking with %d thread(s) besides the main one: %s; they do not exist in the "
+                "children and a lock they hold can deadlock them. Start threads after the fork "
+                "(or drop --preload if the --app import starts them)",
+                len(others),
+                ", ".join(others),
+            )
+        self._warned_threads = others
 
     def _in_child(self, own_read_fd: int) -> None:
         """Drop everything of the supervisor's that the child must neither use nor close."""
+        from goodjob_mp.supervisor import pidfile
+
         signal.set_wakeup_fd(-1)
         self.registry.after_fork_in_child()
+        pidfile.close_after_fork()
         os.close(own_read_fd)
         for fd in (self._wake_r, self._wake_w):
             os.close(fd)
@@ -513,29 +659,21 @@ class Arbiter:
     def wait(self) -> None:
         if self.signals:
             return
-        timeout = LOOP_TICK
         now = time.monotonic()
-        if self.draining:
-            timeout = 0.2
+        timeout = 0.2 if self.draining else LOOP_TICK
         for slot in self.pools:
             if slot.current is None and slot.restart_at > now:
                 timeout = min(timeout, slot.restart_at - now)
-        if self.cron is not None and hasattr(self.cron, "next_wakeup"):
-            try:
-                wake = self.cron.next_wakeup()
-                if wake is not None:
-                    timeout = min(timeout, max(wake - time.time(), 0.0))
-            except Exception:
-                log.exception("cron next_wakeup failed")
+        for duty in self.duties:
+            deadline = duty.next_deadline()
+            if deadline is not None:
+                timeout = min(timeout, deadline - now)
         readers: list[Any] = [self._wake_r, *(c.fd for c in self.children.values())]
         writers: list[Any] = []
         if self.probe is not None:
             probe_r, probe_w = self.probe.sockets()
             readers += probe_r
             writers += probe_w
-            deadline = self.probe.next_deadline()
-            if deadline is not None:
-                timeout = min(timeout, max(deadline - now, 0.0))
         try:
             ready_r, ready_w, _ = select.select(readers, writers, [], max(timeout, 0.0))
         except OSError as exc:
@@ -550,8 +688,6 @@ class Arbiter:
                 self._read_status(by_fd[item])
             elif isinstance(item, socket.socket) and self.probe is not None:
                 self.probe.handle_ready(item)
-        if self.probe is not None:
-            self.probe.expire()
 
     def _drain_wakeup(self) -> None:
         try:
@@ -561,8 +697,6 @@ class Arbiter:
             pass
 
     def _read_status(self, child: Child) -> None:
-        import json
-
         try:
             while True:
                 chunk = os.read(child.fd, 65536)
@@ -577,126 +711,84 @@ class Arbiter:
                 message = json.loads(line)
             except ValueError:
                 continue
+            child.last_report = time.monotonic()
             if "error" in message:
                 child.error = str(message["error"])
+                child.error_kind = message.get("kind")
                 continue
-            child.ready = bool(message.get("ready", child.ready))
             child.listener = bool(message.get("listener", child.listener))
             child.busy = int(message.get("busy", child.busy))
             child.idle = float(message.get("idle", child.idle))
-            child.idle_at = time.monotonic()
-            slot = self.pools[child.pool_index]
-            if child.ready and slot.current is child:
-                slot.boot_failures = 0
+            if message.get("ready") and child.state is ChildState.STARTING:
+                self.mark_ready(child)
 
     # --- helpers and reporting ----------------------------------------------------------------
 
-    def _terminate(self, child: Child) -> None:
-        if child.term_at is None:
-            child.term_at = time.monotonic()
-            self._signal(child, signal.SIGTERM)
-
     def _signal(self, child: Child, signum: int) -> None:
+        if signum == signal.SIGKILL:
+            _kill_group(child.pid)  # the child and whatever its jobs spawned
         try:
             os.kill(child.pid, signum)
         except ProcessLookupError:
             pass
 
-    def _serving(self, slot: PoolSlot) -> list[Child]:
-        # During a rolling restart the old child serves until its replacement is ready.
-        children = [slot.current] if slot.current is not None else []
-        children += [c for c in slot.old if c.term_at is None]
-        return [c for c in children if c.ready]
-
     def all_started(self) -> bool:
-        return all(self._serving(s) for s in self.pools)
-
-    def all_connected(self) -> bool:
-        if not self.settings.enable_listen_notify:
-            return self.all_started()
-        return all(any(c.listener for c in self._serving(s)) for s in self.pools)
-
-    def pool_states(self) -> list[dict[str, Any]]:
-        states = []
-        for slot in self.pools:
-            child = slot.current
-            if child is None:
-                state = "failed" if slot.last_error else "stopped"
-            elif child.ready:
-                state = "running"
-            else:
-                state = "starting"
-            states.append(
-                {
-                    "pool": slot.pool.text,
-                    "threads": slot.threads,
-                    "state": state,
-                    "pid": child.pid if child else None,
-                    "busy": child.busy if child else 0,
-                    "listener": child.listener if child else False,
-                }
-            )
-        return states
+        return report.all_started(self.pools, list(self.children.values()))
 
     def status_line(self) -> str:
-        if self.draining:
-            return f"stopping: {len(self.children)} child(ren) left"
-        parts = [f"{p['pool']}={p['state']}" for p in self.pool_states()]
-        return f"{len(self.pools)} pools: " + ", ".join(parts)
+        return report.status_line(
+            self.pools,
+            draining=self.draining,
+            children=len(self.children),
+            failed=self.failed_duties,
+        )
 
     def probe_status(self) -> Any:
-        from goodjob_mp.supervisor.probe import ProbeStatus
-
-        return ProbeStatus(
-            started=self.all_started() and not self.draining,
-            connected=self.all_connected() and not self.draining,
-            detail={
-                "pools": self.pool_states(),
-                "pid": self.pid,
-                "registry": self.registry.status(),
-            },
+        return report.probe_status(
+            self.pools,
+            list(self.children.values()),
+            draining=self.draining,
+            listen_notify=self.settings.enable_listen_notify,
+            pid=self.pid,
+            failed=self.failed_duties,
         )
 
     def state(self) -> dict[str, Any]:
-        """GoodJob's ``good_job_processes.state`` shape, for the supervisor's row."""
-        try:
-            import psutil
-
-            memory = psutil.Process().memory_info().rss // 1024
-        except Exception:
-            memory = None
-        return {
-            "id": str(self.process_id),
-            "pid": self.pid,
-            "hostname": socket.gethostname(),
-            "proctitle": f"goodjob-supervisor: {self.last_status or 'starting'}",
-            "memory": memory,
-            "preserve_job_records": self.settings.preserve_job_records
-            if isinstance(self.settings.preserve_job_records, (bool, str))
-            else "callable",
-            "retry_on_unhandled_error": self.settings.retry_on_unhandled_error,
-            "cron_enabled": self.cron is not None,
-            "schedulers": [
-                {
-                    "name": f"goodjob_mp.Supervisor(pool={p['pool']})",
-                    "queues": p["pool"],
-                    "max_threads": p["threads"],
-                    "active_threads": p["busy"],
-                    "available_threads": p["threads"] - p["busy"],
-                    "child_pid": p["pid"],
-                    "state": p["state"],
-                }
-                for p in self.pool_states()
-            ],
-        }
+        return report.process_state(
+            process_id=self.process_id,
+            pid=self.pid,
+            status=self.status_line() if self.duties else "starting",
+            settings=self.settings,
+            cron_enabled=self.cron is not None,
+            pools=self.pools,
+        )
 
 
-def run_supervisor(settings: Settings) -> int:
+def _kill_group(pgid: int) -> None:
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _earlier(a: float | None, b: float | None) -> float | None:
+    if a is None:
+        return b
+    if b is None:
+        return a
+    return min(a, b)
+
+
+def run_supervisor(settings: Settings, *, cli_flags: dict[str, Any] | None = None) -> int:
     """Run the supervisor until it is told to stop; return the process exit code."""
     from goodjob_mp.db.connection import DatabaseUnavailableError
     from goodjob_mp.supervisor.pidfile import Pidfile, PidfileError
+    from goodjob_mp.supervisor.probe import ProbeServerError
 
     handle = None
+    if settings.log_file:
+        # Absolute: the daemon works in /, and USR1 reopens the file by this path.
+        settings = settings.replace(log_file=os.path.abspath(settings.log_file))
     if settings.daemonize:
         from goodjob_mp.supervisor.daemon import DaemonError, daemonize, under_systemd_notify
 
@@ -723,10 +815,10 @@ def run_supervisor(settings: Settings) -> int:
                 handle.failed(str(exc))
             print(f"goodjob-supervisor: {exc}", file=sys.stderr)
             return 1
-    arbiter = Arbiter(settings, daemon_handle=handle)
+    arbiter = Arbiter(settings, daemon_handle=handle, cli_flags=cli_flags)
     try:
         return arbiter.run()
-    except (DatabaseUnavailableError, SupervisorError) as exc:
+    except (DatabaseUnavailableError, SupervisorError, ProbeServerError) as exc:
         if handle is not None:
             handle.failed(str(exc))
         print(f"goodjob-supervisor: {exc}", file=sys.stderr)

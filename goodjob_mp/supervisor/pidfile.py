@@ -5,18 +5,27 @@ stale files, and removing the file on exit. Never removes a file that holds anot
 (a forked worker child that inherits a Pidfile object cannot delete the supervisor's file), and
 never starts a thread.
 
+How a live holder is told from a stale file: the holder keeps an exclusive ``flock`` on the
+file for as long as it runs (the kernel drops it when the process dies, however it dies). A file
+whose lock anyone can take is stale, whatever process its pid now names, even one whose command
+line says "goodjob-supervisor" (``tail -f goodjob-supervisor.log``). Only where the file system
+refuses locks is the process title of the pid consulted instead. Forked children close their
+copy of the lock (``close_after_fork``), so a dead supervisor's draining children never make
+its file look live.
+
 How "two starts at once" is decided: the pid is written to a private temporary file in the same
-directory and then hard-linked onto the final name; link() fails if the name exists, so exactly
-one starter creates it, and a reader never sees a half-written file. A stale file is moved aside
-with rename() before it is removed, and put back if what was moved turned out to be a newer
-owner's file. The one race this does not close is three starters over a stale file with the
-third arriving in the instant the file is moved aside; that needs a stale pidfile and three
-simultaneous starts on one host.
+directory, locked, and then hard-linked onto the final name; link() fails if the name exists, so
+exactly one starter creates it, and a reader never sees a half-written file. A stale file is moved
+aside with rename() before it is removed, and put back if what was moved turned out to be a newer
+owner's file. The one race this does not close is three starters over a stale file with the third
+arriving in the instant the file is moved aside; that needs a stale pidfile and three simultaneous
+starts on one host.
 """
 
 from __future__ import annotations
 
 import errno
+import fcntl
 import logging
 import os
 import secrets
@@ -31,6 +40,19 @@ log = logging.getLogger(__name__)
 PROCESS_MARKER = "goodjob-supervisor"
 
 _MAX_ATTEMPTS = 20
+# The lock descriptors of the pidfiles this process holds (closed in forked children).
+_held_fds: set[int] = set()
+
+
+def close_after_fork() -> None:
+    """In a forked child: drop our copies of the parent's pidfile locks (closing a copy never
+    releases the parent's lock; only its last copy would)."""
+    for fd in list(_held_fds):
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+    _held_fds.clear()
 
 
 class PidfileError(RuntimeError):
@@ -43,6 +65,7 @@ class Pidfile:
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = os.path.abspath(os.fspath(path))
         self._owner_pid: int | None = None
+        self._lock_fd: int | None = None
 
     @property
     def owner_pid(self) -> int | None:
@@ -60,7 +83,7 @@ class Pidfile:
             if text is None:
                 continue  # removed between our link() and read: try again
             holder = _parse_pid(text)
-            reason = _stale_reason(holder)
+            reason = self._unlocked_reason(holder)
             if reason is None:
                 raise PidfileError(
                     f"goodjob-supervisor already running with pid {holder} "
@@ -78,12 +101,14 @@ class Pidfile:
         if self._owner_pid is None:
             raise PidfileError(f"rewrite() of pidfile {self.path} before acquire()")
         new_pid = os.getpid() if pid is None else pid
-        tmp = self._write_temp(new_pid)
+        tmp, fd = self._write_temp(new_pid)
         try:
             os.replace(tmp, self.path)
         except OSError as exc:
             _unlink_quietly(tmp)
+            os.close(fd)
             raise PidfileError(f"cannot rewrite pidfile {self.path}: {exc.strerror}") from exc
+        self._hold(fd)
         self._owner_pid = new_pid
 
     def release(self) -> bool:
@@ -93,6 +118,7 @@ class Pidfile:
             return False
         _unlink_quietly(self.path)
         self._owner_pid = None
+        self._hold(None)
         return True
 
     def read(self) -> int | None:
@@ -112,15 +138,27 @@ class Pidfile:
     ) -> None:
         self.release()
 
+    def _hold(self, fd: int | None) -> None:
+        """Keep ``fd`` (locked) open for as long as we hold the file; close the previous one."""
+        old, self._lock_fd = self._lock_fd, fd
+        if old is not None:
+            _held_fds.discard(old)
+            os.close(old)
+        if fd is not None:
+            _held_fds.add(fd)
+
     def _create(self, pid: int) -> bool:
         """Create the file holding ``pid`` unless it exists; True if we created it."""
-        tmp = self._write_temp(pid)
+        tmp, fd = self._write_temp(pid)
         try:
-            os.link(tmp, self.path)
+            os.link(tmp, self.path)  # already locked: no instant in which it looks stale
+            self._hold(fd)
             return True
         except FileExistsError:
+            os.close(fd)
             return False
         except OSError as exc:
+            os.close(fd)
             if exc.errno in (errno.EPERM, errno.EOPNOTSUPP, errno.ENOSYS):
                 return self._create_exclusive(pid)  # file system without hard links
             raise self._error("create", exc) from exc
@@ -136,20 +174,42 @@ class Pidfile:
             return False
         except OSError as exc:
             raise self._error("create", exc) from exc
-        with os.fdopen(fd, "w") as f:
-            f.write(f"{pid}\n")
+        _lock(fd)
+        os.write(fd, f"{pid}\n".encode())
+        self._hold(fd)
         return True
 
-    def _write_temp(self, pid: int) -> str:
+    def _write_temp(self, pid: int) -> tuple[str, int]:
+        """A private file holding ``pid``, and its descriptor, locked."""
         directory, name = os.path.split(self.path)
         tmp = os.path.join(directory, f".{name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
         try:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         except OSError as exc:
             raise self._error("create", exc) from exc
-        with os.fdopen(fd, "w") as f:
-            f.write(f"{pid}\n")
-        return tmp
+        _lock(fd)
+        os.write(fd, f"{pid}\n".encode())
+        return tmp, fd
+
+    def _unlocked_reason(self, holder: int | None) -> str | None:
+        """Why the file is stale, or None while a live holder keeps its lock."""
+        if holder == os.getpid():
+            return _stale_reason(holder)
+        try:
+            fd = os.open(self.path, os.O_RDONLY)
+        except FileNotFoundError:
+            return "it was removed"
+        except OSError:
+            return _stale_reason(holder)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return None  # its holder is alive
+        except OSError:
+            return _stale_reason(holder)  # no locks on this file system: judge by the process
+        finally:
+            os.close(fd)
+        return f"no process holds its lock (pid {holder} is not a running supervisor)"
 
     def _read_text(self) -> str | None:
         try:
@@ -193,6 +253,15 @@ class Pidfile:
                 f"user write access to {directory} or choose another --pidfile"
             )
         return PidfileError(f"cannot {action} pidfile {self.path}: {exc.strerror}")
+
+
+def _lock(fd: int) -> None:
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as exc:
+        if exc.errno not in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL):
+            raise
+        # A file system without locks: the process title of the pid decides (see above).
 
 
 def _parse_pid(text: str) -> int | None:

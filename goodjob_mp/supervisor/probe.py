@@ -77,7 +77,7 @@ class ProbeServer:
     def __init__(
         self,
         port: int,
-        host: str = "0.0.0.0",
+        host: str = "127.0.0.1",
         *,
         status: Callable[[], ProbeStatus],
         max_request_bytes: int = 8192,
@@ -285,7 +285,8 @@ def _listen(host: str, port: int) -> socket.socket:
         reason = getattr(exc, "strerror", None) or str(exc)
         raise ProbeServerError(
             f"probe server cannot listen on {host}:{port}: {reason}; choose another "
-            "--probe-port (GOOD_JOB_PROBE_PORT) or stop the process that uses this one"
+            "--probe-port (GOOD_JOB_PROBE_PORT) or --probe-bind (GOOD_JOB_PROBE_BIND), or stop "
+            "the process that uses this one"
         ) from exc
     listener.setblocking(False)
     return listener
