@@ -155,8 +155,13 @@ def main(ctx: click.Context, check: bool, **flags: Any) -> None:
                 f"{flags['max_memory']!r}: {exc}; use megabytes or e.g. 512M, 2G",
                 param_hint="'--max-memory'",
             ) from None
-    # Without --preload (or --check) each child imports --app after the fork: HUP loads new code.
-    settings = load(ctx, flags, with_app=bool(check or preload))
+    # Without --preload each child imports --app after the fork, so HUP loads new code. --check
+    # and cron read the app's configure() (cron entries) here; the children still drop those
+    # modules and import them afresh (supervisor/appload.forget_app_modules).
+    cron = flags.get("enable_cron")
+    if cron is None:
+        cron = config._parse_bool(os.environ.get("GOOD_JOB_ENABLE_CRON", "false") or "false")
+    settings = load(ctx, flags, with_app=bool(check or preload or cron))
     options = common(ctx)
     # The children merge these again over the app's configure().
     cli_flags = {**flags, **{k: options.get(k) for k in ("app", "log_level", "embedded")}}

@@ -16,7 +16,7 @@ import pytest
 import goodjob_mp as gj
 from goodjob_mp.db import job_store, start_journal
 from tests import jobs_for_tests as J
-from tests.test_supervisor import Supervisor
+from tests.supervising import Supervisor
 from tests.waiting import wait_for
 
 pytestmark = pytest.mark.timeout(120)

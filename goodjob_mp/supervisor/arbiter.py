@@ -744,7 +744,7 @@ class Arbiter:
         )
 
     def probe_status(self) -> Any:
-        return report.probe_status(
+        status = report.probe_status(
             self.pools,
             list(self.children.values()),
             draining=self.draining,
@@ -752,6 +752,8 @@ class Arbiter:
             pid=self.pid,
             failed=self.failed_duties,
         )
+        status.detail["registry"] = self.registry.status()
+        return status
 
     def state(self) -> dict[str, Any]:
         return report.process_state(
