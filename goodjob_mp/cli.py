@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import sys
 from typing import Any
 
@@ -144,9 +143,6 @@ def main(ctx: click.Context, check: bool, **flags: Any) -> None:
     """
     if ctx.invoked_subcommand is not None:
         return
-    preload = flags.get("preload")
-    if preload is None:
-        preload = os.environ.get("GOOD_JOB_PRELOAD", "").strip().lower() in ("1", "true", "yes")
     if flags.get("max_memory") is not None:
         try:
             flags["max_memory"] = config._parse_memory(flags["max_memory"])
@@ -157,11 +153,11 @@ def main(ctx: click.Context, check: bool, **flags: Any) -> None:
             ) from None
     # Without --preload each child imports --app after the fork, so HUP loads new code. --check
     # and cron read the app's configure() (cron entries) here; the children still drop those
-    # modules and import them afresh (supervisor/appload.forget_app_modules).
-    cron = flags.get("enable_cron")
-    if cron is None:
-        cron = config._parse_bool(os.environ.get("GOOD_JOB_ENABLE_CRON", "false") or "false")
-    settings = load(ctx, flags, with_app=bool(check or preload or cron))
+    # modules and import them afresh (supervisor/appload.forget_app_modules). Whether to import
+    # is read from the merged settings (flags over GOOD_JOB_* env), then they are merged again.
+    settings = load(ctx, flags, with_app=check)
+    if not check and (settings.preload or settings.enable_cron):
+        settings = load(ctx, flags)
     options = common(ctx)
     # The children merge these again over the app's configure().
     cli_flags = {**flags, **{k: options.get(k) for k in ("app", "log_level", "embedded")}}
