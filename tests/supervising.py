@@ -128,3 +128,16 @@ def execution_errors(db, job_id) -> list[str | None]:
         (job_id,),
     ).fetchall()
     return [r[0] for r in rows]
+
+
+def start_daemon(tmp_path: Path, queues: str) -> tuple[int, Path, Path]:
+    """``goodjob-supervisor --daemonize`` with a pidfile and a log file in ``tmp_path``: the
+    daemon's pid (read from the pidfile once the launcher has exited 0), the pidfile, the log."""
+    pidfile, log_file = tmp_path / "d.pid", tmp_path / "d.log"
+    args = [*CLI, "--app", "tests.jobs_for_tests", f"--queues={queues}", "--daemonize"]
+    args += [f"--pidfile={pidfile}", f"--log-file={log_file}"]
+    env = {**os.environ, J.RECORD_DIR_ENV: str(tmp_path)}
+    env.pop("NOTIFY_SOCKET", None)
+    done = subprocess.run(args, cwd=ROOT, env=env, timeout=60, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    return int(pidfile.read_text()), pidfile, log_file

@@ -22,7 +22,7 @@ import pytest
 
 from tests import jobs_for_tests as J
 from tests.supervising import *  # noqa: F403 - the start and records fixtures
-from tests.supervising import CLI, ROOT, execution_errors, gone, job_row
+from tests.supervising import CLI, ROOT, execution_errors, gone, job_row, start_daemon
 from tests.waiting import wait_for
 
 pytestmark = pytest.mark.timeout(90)
@@ -230,14 +230,7 @@ def test_pidfile_refuses_a_live_supervisor_and_replaces_a_stale_one(start, tmp_p
 
 
 def test_daemonize_detaches_writes_the_pidfile_and_is_refused_under_systemd(tmp_path, db):
-    pidfile, log_file = tmp_path / "d.pid", tmp_path / "d.log"
-    args = [*CLI, "--app", "tests.jobs_for_tests", "--queues=*:1", "--daemonize"]
-    args += [f"--pidfile={pidfile}", f"--log-file={log_file}"]
-    env = {**os.environ, J.RECORD_DIR_ENV: str(tmp_path)}
-    env.pop("NOTIFY_SOCKET", None)
-    done = subprocess.run(args, cwd=ROOT, env=env, timeout=60, capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr
-    daemon = int(pidfile.read_text())
+    daemon, pidfile, log_file = start_daemon(tmp_path, "*:1")
     try:
         assert psutil.pid_exists(daemon)
         J.remember.perform_later("from-daemon")
@@ -248,7 +241,8 @@ def test_daemonize_detaches_writes_the_pidfile_and_is_refused_under_systemd(tmp_
     assert not pidfile.exists()
     assert "all 1 pool(s) are up" in log_file.read_text()
 
-    env["NOTIFY_SOCKET"] = str(tmp_path / "nowhere.sock")
+    args = [*CLI, "--app", "tests.jobs_for_tests", "--queues=*:1", "--daemonize"]
+    env = {**os.environ, "NOTIFY_SOCKET": str(tmp_path / "nowhere.sock")}
     refused = subprocess.run(args, cwd=ROOT, env=env, timeout=60, capture_output=True, text=True)
     assert refused.returncode != 0
     assert "systemd" in refused.stderr and "--daemonize" in refused.stderr

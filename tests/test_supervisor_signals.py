@@ -4,28 +4,20 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 
 import psutil
 import pytest
 
 from tests import jobs_for_tests as J
 from tests.supervising import *  # noqa: F403 - the start and records fixtures
-from tests.supervising import CLI, ROOT
+from tests.supervising import start_daemon
 from tests.waiting import wait_for
 
 pytestmark = pytest.mark.timeout(120)
 
 
 def test_usr1_reopens_the_log_file_in_the_supervisor_and_its_children(tmp_path, db):
-    pidfile, log_file = tmp_path / "d.pid", tmp_path / "d.log"
-    args = [*CLI, "--app", "tests.jobs_for_tests", "--queues=*:1;*:1", "--daemonize"]
-    args += [f"--pidfile={pidfile}", f"--log-file={log_file}"]
-    env = {**os.environ, J.RECORD_DIR_ENV: str(tmp_path)}
-    env.pop("NOTIFY_SOCKET", None)
-    done = subprocess.run(args, cwd=ROOT, env=env, timeout=60, capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr
-    daemon = int(pidfile.read_text())
+    daemon, _, log_file = start_daemon(tmp_path, "*:1;*:1")
     rotated = tmp_path / "d.log.1"
     try:
         assert wait_for(lambda: "all 2 pool(s) are up" in log_file.read_text(), 30)
