@@ -17,7 +17,7 @@ import sys
 import threading
 import types
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -144,11 +144,19 @@ def bulk(connection: psycopg.Connection | None = None) -> Iterator[Bulk]:
     finally:
         _bulk.reset(token)
     if collected.rows:
-        with _writing(connection) as conn:
-            with conn.transaction():
-                copy_jobs(conn, collected.rows)
-            _emit_after_commit(conn, collected.rows)
-        _after_write(collected.rows)
+        # Inline mode performs them unless a router wrote them in a framework's transaction.
+        _route(lambda conn: _copy_now(collected.rows, conn, conn is connection), connection)
+
+
+def _copy_now(
+    rows: Sequence[NewJob], connection: psycopg.Connection | None, perform_inline: bool
+) -> None:
+    with _writing(connection) as conn:
+        with conn.transaction():
+            copy_jobs(conn, rows)
+        _emit_after_commit(conn, rows)
+    if perform_inline:
+        _after_write(rows)
 
 
 @contextlib.contextmanager
@@ -311,6 +319,11 @@ def _write(row: NewJob, connection: psycopg.Connection | None) -> EnqueuedJob:
         handle = _handle(row)
         collected.jobs.append(handle)
         return handle
+    _route(lambda conn: _insert_now(row, conn), connection)
+    return _handle(row)
+
+
+def _insert_now(row: NewJob, connection: psycopg.Connection | None) -> None:
     if getattr(_pending, "rows", None):
         flush_enqueue_events()
     with _writing(connection) as conn:
@@ -318,7 +331,37 @@ def _write(row: NewJob, connection: psycopg.Connection | None) -> EnqueuedJob:
         _emit_after_commit(conn, [row])
     if connection is None:
         _after_write([row])
-    return _handle(row)
+
+
+# --- write routers ------------------------------------------------------------------------------
+# A web framework with transactions of its own (goodjob_mp.contrib.django) decides where a write
+# with no explicit connection goes: a router gets ``write(conn)`` and returns True once it has
+# taken it (run now on the framework's connection, or deferred until its commit), or False to
+# leave it to the default (this process's own connections, at once).
+
+WriteRouter = Callable[[Callable[[psycopg.Connection | None], None]], bool]
+_routers: list[WriteRouter] = []
+
+
+def add_write_router(router: WriteRouter) -> None:
+    """Install ``router`` (idempotent) for every later enqueue in this process."""
+    if router not in _routers:
+        _routers.append(router)
+
+
+def remove_write_router(router: WriteRouter) -> None:
+    if router in _routers:
+        _routers.remove(router)
+
+
+def _route(
+    write: Callable[[psycopg.Connection | None], None], connection: psycopg.Connection | None
+) -> None:
+    if connection is None and _connection.get() is None:
+        for router in _routers:
+            if router(write):
+                return
+    write(connection)
 
 
 def enqueue_named(
