@@ -1,7 +1,6 @@
 """The shop's jobs; goodjob_mp's Django app imports this module from every installed app."""
 
 import goodjob_mp as gj
-
 from shop.models import Order
 
 
