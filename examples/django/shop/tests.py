@@ -6,6 +6,7 @@ import json
 
 import psycopg
 from django.apps import apps
+from django.core.management import CommandError, call_command
 from django.db import connection, transaction
 from django.test import TransactionTestCase
 
@@ -117,3 +118,19 @@ class GoodJobInDjangoTests(TransactionTestCase):
     def test_outside_atomic_enqueues_at_once(self) -> None:
         send_receipt.perform_later(1)
         self.assertEqual(job_count(), 1)
+
+
+class GoodJobSupervisorCommandTests(TransactionTestCase):
+    def test_call_command_passes_goodjob_supervisor_arguments_through(self) -> None:
+        call_command("goodjob_supervisor", "--queues=receipts:1;*", "--check")
+        call_command("goodjob_supervisor", "migrate", "--check")  # migrate ran for the tests
+        with self.assertRaises(CommandError):
+            call_command("goodjob_supervisor", "--max-threads=0", "--check")
+
+    def test_manage_py_options_are_not_passed_on(self) -> None:
+        from goodjob_mp.contrib.django.management.commands.goodjob_supervisor import (
+            without_django_options,
+        )
+
+        argv = ["--settings", "x.settings", "--queues=a", "--pythonpath=.", "migrate"]
+        self.assertEqual(without_django_options(argv), ["--queues=a", "migrate"])

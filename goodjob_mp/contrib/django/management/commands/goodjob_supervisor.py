@@ -8,6 +8,7 @@ connections are closed first, so none crosses the fork.
 
 from __future__ import annotations
 
+import argparse
 import os
 from typing import Any
 
@@ -43,11 +44,22 @@ class Command(BaseCommand):
     def print_help(self, prog_name: str, subcommand: str) -> None:
         self._invoke(["--help"], f"{os.path.basename(prog_name)} {subcommand}")
 
-    def add_arguments(self, parser: Any) -> None:
-        parser.add_argument("args", nargs="*", help="goodjob-supervisor's options and command")
+    def create_parser(self, prog_name: str, subcommand: str, **kwargs: Any) -> Any:
+        # call_command() parses with this parser: everything that is not Django's own option
+        # (--verbosity, ...) is goodjob-supervisor's, in order, for click to read.
+        parser = super().create_parser(prog_name, subcommand, **kwargs)
+        parse_known_args = parser.parse_known_args
+
+        def parse_args(args: Any = None, namespace: Any = None) -> argparse.Namespace:
+            known, rest = parse_known_args(args, namespace)
+            known.args = rest
+            return known
+
+        parser.parse_args = parse_args  # type: ignore[method-assign]
+        return parser
 
     def handle(self, *args: str, **options: Any) -> None:
-        # call_command("goodjob_supervisor", "migrate", "--check"): options after "--".
+        # call_command("goodjob_supervisor", "--queues=mail:2", "migrate", "--check").
         code = self._invoke(list(args), "goodjob_supervisor")
         if code:
             raise CommandError(f"goodjob-supervisor exited with status {code}", returncode=code)
