@@ -113,7 +113,7 @@ def test_example_project_passes_djangos_test_runner(django_db_url):
     # test database that Django creates, migrates (goodjob_mp's tables too) and drops.
     done = manage(django_db_url, "test", "shop", "--noinput", "-v", "2", timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "Ran 10 tests" in done.stderr and "OK" in done.stderr
+    assert "Ran 11 tests" in done.stderr and "OK" in done.stderr
 
 
 @needs_django

@@ -115,6 +115,14 @@ class GoodJobInDjangoTests(TransactionTestCase):
             raise Rollback
         self.assertEqual(job_count(), 2)
 
+    def test_a_job_performed_inside_atomic_keeps_djangos_connection(self) -> None:
+        order = Order.objects.create(email="d@example.com")
+        send_receipt.perform_later(order.id)
+        with transaction.atomic():
+            self.assertEqual(gj.perform_inline("receipts"), 1)
+            order.refresh_from_db()  # the same connection, still in its transaction
+            self.assertTrue(order.receipt_sent)
+
     def test_outside_atomic_enqueues_at_once(self) -> None:
         send_receipt.perform_later(1)
         self.assertEqual(job_count(), 1)

@@ -90,5 +90,9 @@ class GoodJobConfig(AppConfig):
 
 def _close_old_connections(**_: Any) -> None:
     # A worker thread keeps its Django connection between jobs, as a request thread does
-    # between requests: drop it when broken or older than CONN_MAX_AGE.
+    # between requests: drop it when broken or older than CONN_MAX_AGE. Never inside an atomic
+    # block (a job performed inline there, or in a TestCase): Django would close that
+    # transaction's connection under it.
+    if any(c.in_atomic_block for c in connections.all(initialized_only=True)):
+        return
     close_old_connections()
