@@ -38,6 +38,12 @@ def example(name: str) -> ModuleType:
     return _loaded[name]
 
 
+def needs(*modules: str) -> None:
+    # The examples mount the dashboard, so the web extra (starlette, jinja2) is needed too.
+    for module in ("starlette", "jinja2", *modules):
+        pytest.importorskip(module)
+
+
 def goodjob_threads() -> list[str]:
     return [t.name for t in threading.enumerate() if t.name.startswith("gj-")]
 
@@ -55,9 +61,7 @@ def _no_workers_left():
 
 
 def test_flask_extension_runs_jobs_in_async_mode_and_stops_cleanly(db, monkeypatch):
-    pytest.importorskip("flask")
-    pytest.importorskip("a2wsgi")
-    pytest.importorskip("starlette")
+    needs("flask", "a2wsgi")
     monkeypatch.setenv("GOOD_JOB_POLL_INTERVAL", "1")
     mod = example("flask")
     app = mod.create_app()
@@ -77,9 +81,7 @@ def test_flask_extension_runs_jobs_in_async_mode_and_stops_cleanly(db, monkeypat
 
 
 def test_flask_extension_starts_nothing_outside_async_mode(db):
-    pytest.importorskip("flask")
-    pytest.importorskip("a2wsgi")
-    pytest.importorskip("starlette")
+    needs("flask", "a2wsgi")
     mod = example("flask")
     app = mod.create_app({"GOOD_JOB": {"execution_mode": "external"}})
     with app.test_client() as client:
@@ -90,8 +92,7 @@ def test_flask_extension_starts_nothing_outside_async_mode(db):
 
 
 def test_starlette_lifespan_runs_jobs_in_async_mode_and_stops_cleanly(db, monkeypatch):
-    pytest.importorskip("starlette")
-    pytest.importorskip("httpx")
+    needs("httpx")
     from starlette.testclient import TestClient
 
     monkeypatch.setenv("GOOD_JOB_POLL_INTERVAL", "1")
@@ -123,8 +124,7 @@ def _http(method: str, url: str) -> dict:
 
 
 def test_fastapi_lifespan_under_uvicorn_runs_jobs_and_stops_on_term(db, database_url, tmp_path):
-    pytest.importorskip("fastapi")
-    pytest.importorskip("uvicorn")
+    needs("fastapi", "uvicorn")
     port = _free_port()
     log_path = tmp_path / "uvicorn.log"
     env = {
