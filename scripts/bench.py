@@ -1,19 +1,34 @@
-"""Benchmark: enqueue, drain, latency, and the raw-SQL ceiling of the same cycle, in one run.
+"""Benchmark: enqueue, drain, pools, deep tables and their raw-SQL ceilings, in one run.
 
-    python scripts/bench.py [--jobs 20000] [--json out.json] [--supervisor] [--recovery]
-                            [--drain-only] [--advisory-locks] [--backlog [200000]]
+    python scripts/bench.py [--quick] [--only SECTION,...] [--jobs 20000] [--json out.json]
+                            [--advisory-locks] [--recovery]
 
---drain-only runs only the two drains (quick before/after comparisons of the hot path).
---advisory-locks also drains with GoodJob's per-job advisory locks taken (advisory_locks=always)
-and without (never), to show their cost.
---backlog measures claims behind a deep queue: enqueue-to-start latency of a `latency` pool with
-N jobs waiting on queue `backlog`, and the drain rate of a `default` pool with N (and with 10,000)
-jobs waiting on `backlog`.
+Sections (all but advisory and recovery run by default; --only picks some):
+  enqueue   single enqueue and bulk enqueue (1,000 per call), each with its raw-SQL ceiling
+  drain     1-process drain with preservation on and off, and the raw-SQL ceiling of the cycle
+  latency   enqueue-to-start latency of an idle pool
+  pools     drain by a supervisor with two pools and with one; RSS of the supervisor and of
+            each child (peak during the drain)
+  backlog   claims behind a deep queue: latency, and drain of a `default` pool with 10,000 and
+            with --backlog (200,000) jobs waiting on queue `backlog`
+  finished  single enqueue and claim latency with --finished (1,000,000) finished rows (and as
+            many executions rows) in the table
+  advisory  drain with GoodJob's per-job advisory locks taken (always) and not (never)
+  recovery  kill -9 of a child, and of a whole host: seconds until the job starts again
 
---recovery times how long a job cut off by kill -9 takes to start again: of a child (its
-supervisor hands the job back and restarts the pool), and of a whole host (supervisor and
-children killed at once; a second supervisor finds the dead processes after
-dead_process_timeout and hands their jobs back).
+The ceilings are the fastest cycle the schema allows, as raw SQL with no job code: single
+enqueue is one prepared INSERT+NOTIFY per job with its JSON prebuilt; bulk is one COPY of rows
+encoded before the clock starts; the drain ceiling claims (returning ids only) and finishes
+(executions row + finished row, or DELETE) in batches of 200 on two connections at once, so it
+keeps both of Postgres's CPUs busy. Every figure is also given as a ratio to its ceiling.
+
+The pool figures time the drain itself (first claim to last finish, from the rows'
+performed_at and finished_at), not the supervisor's start-up; the wall time including start-up
+is given beside them.
+
+--quick shrinks every size (a one-minute smoke run). The code measured is the goodjob_mp on
+PYTHONPATH when that is set (compare two checkouts by running this script against each), else
+this checkout's.
 
 Creates its own database on the server of GOOD_JOB_DATABASE_URL / DATABASE_URL (else
 postgresql://postgres@127.0.0.1:5432/postgres) and drops it afterwards. Prints JSON. Figures are
@@ -32,10 +47,12 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+if not os.environ.get("PYTHONPATH"):
+    sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
 import psycopg  # noqa: E402
@@ -46,11 +63,15 @@ from goodjob_mp.config import load_settings  # noqa: E402
 from goodjob_mp.db import connection, job_store  # noqa: E402
 from goodjob_mp.db.migrate import migrate  # noqa: E402
 from goodjob_mp.demo import noop  # noqa: E402
-from goodjob_mp.queues import parse_queue_selector  # noqa: E402
 from goodjob_mp.worker.worker import Worker  # noqa: E402
 
 _started: dict[str, float] = {}
 _start_event = threading.Event()
+# The checkout whose goodjob_mp this run measures (PYTHONPATH's when set): supervisors run it too.
+CODE_ROOT = Path(gj.__file__).resolve().parents[1]
+BATCH = 1_000  # jobs per bulk() call in the bulk-enqueue figure
+SECTIONS = ("enqueue", "drain", "latency", "pools", "backlog", "finished")
+OPT_IN = ("advisory", "recovery")
 
 
 @gj.job(queue="latency")
@@ -82,8 +103,20 @@ def truncate(conn: psycopg.Connection) -> None:
     conn.execute("VACUUM ANALYZE good_jobs")
 
 
-def bench_single_enqueue(conn: psycopg.Connection, n: int) -> float:
-    truncate(conn)
+def enqueue_jobs(n: int, queue: str | None = None) -> None:
+    job = noop.set(queue=queue) if queue else noop
+    for start in range(0, n, BATCH):
+        with gj.bulk():
+            for _ in range(min(BATCH, n - start)):
+                job.perform_later()
+
+
+# --- enqueue ------------------------------------------------------------------------------------
+
+
+def bench_single_enqueue(conn: psycopg.Connection, n: int, *, keep: bool = False) -> float:
+    if not keep:
+        truncate(conn)
     t0 = time.perf_counter()
     for _ in range(n):
         noop.perform_later()
@@ -93,17 +126,61 @@ def bench_single_enqueue(conn: psycopg.Connection, n: int) -> float:
 def bench_bulk_enqueue(conn: psycopg.Connection, n: int) -> float:
     truncate(conn)
     t0 = time.perf_counter()
-    with gj.bulk():
-        for _ in range(n):
-            noop.perform_later()
+    enqueue_jobs(n)
     return n / (time.perf_counter() - t0)
 
 
-def enqueue_backlog(conn: psycopg.Connection, n: int, queue: str = "backlog") -> None:
-    """``n`` runnable jobs on ``queue`` that the measured pool does not serve."""
-    with gj.bulk():
-        for _ in range(n):
-            noop.set(queue=queue).perform_later()
+_PARAMS_JSON = json.dumps(
+    {"job_class": "goodjob_mp.demo.noop", "arguments": [], "executions": 0, "locale": "en"}
+)
+CEILING_INSERT = """
+WITH i AS (
+    INSERT INTO good_jobs (id, active_job_id, job_class, queue_name, priority, serialized_params,
+                           scheduled_at, created_at, updated_at)
+    VALUES (%(id)s, %(id)s, 'goodjob_mp.demo.noop', 'default', 0, %(p)s::jsonb, %(t)s, %(t)s,
+            %(t)s)
+    RETURNING id)
+SELECT pg_notify('good_job', '{"queue_name":"default"}') FROM i
+"""
+
+
+def ceiling_single_enqueue(conn: psycopg.Connection, n: int) -> float:
+    """One prepared INSERT+NOTIFY statement per job (autocommit: one round trip), JSON prebuilt."""
+    truncate(conn)
+    now = job_store.utcnow()
+    ids = [uuid.uuid4() for _ in range(n)]
+    t0 = time.perf_counter()
+    for job_id in ids:
+        conn.execute(CEILING_INSERT, {"id": job_id, "p": _PARAMS_JSON, "t": now}, prepare=True)
+    return n / (time.perf_counter() - t0)
+
+
+def ceiling_bulk_enqueue(conn: psycopg.Connection, n: int) -> float:
+    """COPY of rows encoded before the clock starts, 1,000 per transaction, one NOTIFY each."""
+    truncate(conn)
+    now = job_store.utcnow().isoformat()
+    chunks = []
+    for start in range(0, n, BATCH):
+        lines = []
+        for _ in range(min(BATCH, n - start)):
+            i = uuid.uuid4()
+            lines.append(
+                f"{i}\t{i}\tgoodjob_mp.demo.noop\tdefault\t0\t{_PARAMS_JSON}\t{now}\t{now}\t{now}\n"
+            )
+        chunks.append("".join(lines).encode())
+    columns = "id, active_job_id, job_class, queue_name, priority, serialized_params, " + (
+        "scheduled_at, created_at, updated_at"
+    )
+    t0 = time.perf_counter()
+    for chunk in chunks:
+        with conn.transaction():
+            with conn.cursor().copy(f"COPY good_jobs ({columns}) FROM STDIN") as copy:
+                copy.write(chunk)
+            conn.execute("SELECT pg_notify('good_job', '{\"queue_name\":\"default\"}')")
+    return n / (time.perf_counter() - t0)
+
+
+# --- drain --------------------------------------------------------------------------------------
 
 
 def bench_drain(
@@ -116,10 +193,8 @@ def bench_drain(
 ) -> float:
     truncate(conn)
     if backlog:
-        enqueue_backlog(conn, backlog)
-    with gj.bulk():
-        for _ in range(n):
-            noop.perform_later()
+        enqueue_jobs(backlog, "backlog")
+    enqueue_jobs(n)
     conn.execute("VACUUM ANALYZE good_jobs")
     settings = load_settings({"preserve_job_records": preserve, "poll_interval": 1.0, **settings_})
     t0 = time.perf_counter()
@@ -136,34 +211,75 @@ def bench_drain(
     return n / took
 
 
-def bench_raw_sql(conn: psycopg.Connection, n: int, batch: int = 200) -> float:
-    """The claim-and-finish cycle as raw SQL, no job code: the ceiling for the drain."""
+CEILING_CLAIM = """
+UPDATE good_jobs AS j
+SET locked_by_id = %(p)s, locked_at = %(t)s, lock_type = 1, performed_at = %(t)s,
+    executions_count = COALESCE(j.executions_count, 0) + 1, updated_at = %(t)s
+FROM (SELECT id FROM good_jobs
+      WHERE finished_at IS NULL AND locked_by_id IS NULL AND scheduled_at <= %(t)s
+      ORDER BY priority ASC NULLS LAST, scheduled_at ASC LIMIT %(n)s
+      FOR NO KEY UPDATE SKIP LOCKED) AS c
+WHERE j.id = c.id
+RETURNING j.id
+"""
+CEILING_FINISH = """
+WITH e AS (
+    INSERT INTO good_job_executions (active_job_id, created_at, updated_at, job_class,
+        queue_name, serialized_params, scheduled_at, finished_at, process_id, duration)
+    SELECT active_job_id, %(t)s, %(t)s, job_class, queue_name, serialized_params, scheduled_at,
+        %(t)s, %(p)s, interval '0'
+    FROM good_jobs WHERE id = ANY(%(ids)s::uuid[])
+)
+UPDATE good_jobs SET finished_at = %(t)s, locked_by_id = NULL, locked_at = NULL,
+    lock_type = NULL, updated_at = %(t)s
+WHERE id = ANY(%(ids)s::uuid[])
+"""
+CEILING_DELETE = "DELETE FROM good_jobs WHERE id = ANY(%(ids)s::uuid[])"
+
+
+def ceiling_drain(
+    conn: psycopg.Connection, url: str, n: int, preserve: bool, connections: int = 2
+) -> float:
+    """Claim (ids only) and finish in batches of 200, no job code, on ``connections`` at once."""
     truncate(conn)
-    with gj.bulk():
-        for _ in range(n):
-            noop.perform_later()
+    enqueue_jobs(n)
     conn.execute("VACUUM ANALYZE good_jobs")
-    selector = parse_queue_selector("*")
-    process_id = uuid.uuid4()
-    claim = job_store.claim_sql(selector)
+    finish = CEILING_FINISH if preserve else CEILING_DELETE
+    conns = [psycopg.connect(url, autocommit=True) for _ in range(connections)]
+    done = [0] * connections
+
+    def cycle(k: int) -> None:
+        c, p = conns[k], uuid.uuid4()
+        while True:
+            t = job_store.utcnow()
+            ids = [r[0] for r in c.execute(CEILING_CLAIM, {"p": p, "t": t, "n": 200}, prepare=True)]
+            if not ids:
+                return
+            c.execute(finish, {"ids": ids, "t": t, "p": p}, prepare=True)
+            done[k] += len(ids)
+
+    threads = [threading.Thread(target=cycle, args=(k,)) for k in range(connections)]
     t0 = time.perf_counter()
-    done = 0
-    while done < n:
-        jobs = job_store.claim_jobs(conn, selector, process_id, batch, sql_text=claim)
-        if not jobs:
-            break
-        now = job_store.utcnow()
-        job_store.write_results(
-            conn, [job_store.JobResult(j.id, now, now, True) for j in jobs], process_id
-        )
-        done += len(jobs)
-    return done / (time.perf_counter() - t0)
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    took = time.perf_counter() - t0
+    for c in conns:
+        c.close()
+    return sum(done) / took
 
 
-def bench_latency(conn: psycopg.Connection, samples: int, backlog: int = 0) -> dict[str, float]:
-    truncate(conn)
+# --- latency ------------------------------------------------------------------------------------
+
+
+def bench_latency(
+    conn: psycopg.Connection, samples: int, backlog: int = 0, *, keep: bool = False
+) -> dict[str, float]:
+    if not keep:
+        truncate(conn)
     if backlog:
-        enqueue_backlog(conn, backlog)
+        enqueue_jobs(backlog, "backlog")
         conn.execute("VACUUM ANALYZE good_jobs")
     settings = load_settings({"queues": "latency", "max_threads": 2, "poll_interval": 10.0})
     worker = Worker(settings).start()
@@ -194,32 +310,95 @@ def bench_latency(conn: psycopg.Connection, samples: int, backlog: int = 0) -> d
     }
 
 
-def bench_supervisor_drain(conn: psycopg.Connection, url: str, n: int, queues: str) -> float:
+# --- pools (a supervisor) -----------------------------------------------------------------------
+
+
+def _rss_kb(pid: int) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+
+
+def _child_env(url: str) -> dict[str, str]:
+    # The measured checkout first, then scripts/ (bench_jobs), whatever the caller's cwd.
+    path = os.pathsep.join([str(CODE_ROOT), str(ROOT / "scripts")])
+    return dict(os.environ, GOOD_JOB_DATABASE_URL=url, PYTHONPATH=path)
+
+
+def bench_supervisor_drain(conn: psycopg.Connection, url: str, n: int, queues: str) -> dict:
+    """Drain ``n`` jobs with a supervisor running ``queues``. ``jobs_per_s`` counts from the
+    first claim to the last finish (the rows' own timestamps), so start-up is left out;
+    ``with_startup_jobs_per_s`` is the wall time from launch. RSS is each process's peak."""
     truncate(conn)
-    with gj.bulk():
-        for _ in range(n):
-            noop.perform_later()
+    enqueue_jobs(n)
     conn.execute("VACUUM ANALYZE good_jobs")
-    env = dict(os.environ, GOOD_JOB_DATABASE_URL=url)
     command = supervisor_command(
-        "--app=goodjob_mp.demo",
-        f"--queues={queues}",
-        "--log-level=warning",
+        "--app=goodjob_mp.demo", f"--queues={queues}", "--log-level=warning"
     )
     t0 = time.perf_counter()
-    proc = subprocess.Popen(command, env=env, cwd=ROOT)
+    proc = subprocess.Popen(command, env=_child_env(url), cwd=CODE_ROOT)
+    peak: dict[int, int] = {}
     try:
         while unfinished(conn):
+            for pid in [proc.pid, *_children(proc.pid)]:
+                peak[pid] = max(peak.get(pid, 0), _rss_kb(pid))
             time.sleep(0.05)
-        took = time.perf_counter() - t0
+        wall = time.perf_counter() - t0
     finally:
         proc.terminate()
         proc.wait(60)
-    return n / took
+    first, last = conn.execute(
+        "SELECT min(performed_at), max(finished_at) FROM good_jobs"
+    ).fetchone()
+    return {
+        "jobs_per_s": round(n / (last - first).total_seconds()),
+        "with_startup_jobs_per_s": round(n / wall),
+        "rss_supervisor_mb": round(peak.pop(proc.pid, 0) / 1024, 1),
+        "rss_children_mb": [round(kb / 1024, 1) for _, kb in sorted(peak.items())],
+    }
+
+
+# --- a table with a long history ----------------------------------------------------------------
+
+FILL_FINISHED = """
+INSERT INTO good_jobs (id, active_job_id, job_class, queue_name, priority, serialized_params,
+                       scheduled_at, created_at, updated_at, performed_at, finished_at,
+                       executions_count)
+SELECT g, g, 'goodjob_mp.demo.noop', 'default', 0, %(p)s::jsonb, t, t, t, t, t, 1
+FROM (SELECT gen_random_uuid() AS g, now()::timestamp - interval '1 day' + i * interval '1 ms' AS t
+      FROM generate_series(1, %(n)s) AS i) AS s
+"""
+FILL_EXECUTIONS = """
+INSERT INTO good_job_executions (active_job_id, created_at, updated_at, job_class, queue_name,
+    serialized_params, scheduled_at, finished_at, duration)
+SELECT active_job_id, finished_at, finished_at, job_class, queue_name, serialized_params,
+    scheduled_at, finished_at, interval '1 ms'
+FROM good_jobs
+"""
+
+
+def fill_finished(conn: psycopg.Connection, n: int) -> None:
+    truncate(conn)
+    conn.execute(FILL_FINISHED, {"p": _PARAMS_JSON, "n": n})
+    conn.execute(FILL_EXECUTIONS)
+    conn.execute("VACUUM ANALYZE good_jobs, good_job_executions")
+
+
+# --- recovery -----------------------------------------------------------------------------------
 
 
 def _supervisor(url: str, queues: str, *extra: str) -> subprocess.Popen:
-    env = dict(os.environ, GOOD_JOB_DATABASE_URL=url)
     command = supervisor_command(
         "--app=bench_jobs",
         f"--queues={queues}",
@@ -227,7 +406,9 @@ def _supervisor(url: str, queues: str, *extra: str) -> subprocess.Popen:
         *extra,
     )
     # Its own session, so a "whole host" can be killed at once with killpg.
-    return subprocess.Popen(command, env=env, cwd=ROOT / "scripts", start_new_session=True)
+    return subprocess.Popen(
+        command, env=_child_env(url), cwd=ROOT / "scripts", start_new_session=True
+    )
 
 
 def _marks(conn: psycopg.Connection, key: str) -> list[tuple[int, float]]:
@@ -315,26 +496,55 @@ def bench_recovery_host(conn: psycopg.Connection, url: str, dead_after: float | 
     }
 
 
+def ratio(value: float, ceiling: float) -> float:
+    return round(value / ceiling, 3) if ceiling else 0.0
+
+
+def _timed(results: dict, key: str, run: Callable[[], float]) -> float:
+    value = round(run())
+    results[key] = value
+    return value
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--jobs", type=int, default=20_000)
-    parser.add_argument("--single", type=int, default=3_000)
-    parser.add_argument("--latency-samples", type=int, default=300)
-    parser.add_argument("--supervisor", action="store_true", help="also drain via two pools")
-    parser.add_argument("--supervisor-jobs", type=int, default=50_000)
-    parser.add_argument("--recovery", action="store_true", help="also time kill -9 recovery")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--quick", action="store_true", help="small sizes everywhere")
+    parser.add_argument("--only", help=f"comma-separated sections of {SECTIONS + OPT_IN}")
+    parser.add_argument("--jobs", type=int, help="jobs per drain and bulk figure [20000]")
+    parser.add_argument("--single", type=int, help="single enqueues [3000]")
+    parser.add_argument("--latency-samples", type=int, help="[300]")
+    parser.add_argument("--supervisor-jobs", type=int, help="jobs per pools figure [50000]")
+    parser.add_argument("--backlog", type=int, help="deep-queue size [200000]")
+    parser.add_argument("--finished", type=int, help="finished rows for that section [1000000]")
+    parser.add_argument("--drain-only", action="store_true", help="same as --only drain")
+    parser.add_argument("--advisory-locks", action="store_true", help="add section advisory")
+    parser.add_argument("--recovery", action="store_true", help="add section recovery")
     parser.add_argument(
         "--dead-process-timeout",
         type=float,
         help="for the whole-host recovery [default: the setting's default]",
     )
-    parser.add_argument("--drain-only", action="store_true", help="only the two drains")
-    parser.add_argument("--advisory-locks", action="store_true", help="drain with/without locks")
-    parser.add_argument(
-        "--backlog", type=int, nargs="?", const=200_000, help="claims behind N waiting jobs"
-    )
     parser.add_argument("--json", help="write the results here too")
     args = parser.parse_args()
+    quick = args.quick
+    jobs = args.jobs or (5_000 if quick else 20_000)
+    single = args.single or (500 if quick else 3_000)
+    samples = args.latency_samples or (50 if quick else 300)
+    sup_jobs = args.supervisor_jobs or (10_000 if quick else 50_000)
+    backlog = args.backlog or (20_000 if quick else 200_000)
+    finished = args.finished or (100_000 if quick else 1_000_000)
+    sections = set(args.only.split(",")) if args.only else set(SECTIONS)
+    if args.drain_only:
+        sections = {"drain"}
+    if args.advisory_locks:
+        sections.add("advisory")
+    if args.recovery:
+        sections.add("recovery")
+    unknown = sections - set(SECTIONS + OPT_IN)
+    if unknown:
+        parser.error(f"unknown sections {sorted(unknown)}")
 
     server = server_url()
     name = f"goodjob_bench_{uuid.uuid4().hex[:8]}"
@@ -343,44 +553,79 @@ def main() -> None:
     url = with_db(server, name)
     os.environ["GOOD_JOB_DATABASE_URL"] = url
     connection.reset_database_url()
-    results: dict[str, object] = {"jobs": args.jobs}
+    results: dict[str, object] = {"code": str(CODE_ROOT), "jobs": jobs}
+    r = results
     try:
         with psycopg.connect(url, autocommit=True) as conn:
             migrate(conn)
-            if not args.drain_only:
-                results["single_enqueue_jobs_per_s"] = round(
-                    bench_single_enqueue(conn, args.single)
+            if "enqueue" in sections:
+                ceiling = _timed(
+                    r,
+                    "ceiling_single_enqueue_jobs_per_s",
+                    lambda: ceiling_single_enqueue(conn, single),
                 )
-                results["bulk_enqueue_jobs_per_s"] = round(bench_bulk_enqueue(conn, args.jobs))
-                results["raw_sql_ceiling_jobs_per_s"] = round(bench_raw_sql(conn, args.jobs))
-            results["drain_preserve_on_jobs_per_s"] = round(bench_drain(conn, args.jobs, True))
-            results["drain_preserve_off_jobs_per_s"] = round(bench_drain(conn, args.jobs, False))
-            if not args.drain_only:
-                results["latency"] = bench_latency(conn, args.latency_samples)
-            if args.advisory_locks:
+                value = _timed(
+                    r, "single_enqueue_jobs_per_s", lambda: bench_single_enqueue(conn, single)
+                )
+                r["single_enqueue_ratio_to_ceiling"] = ratio(value, ceiling)
+                ceiling = _timed(
+                    r, "ceiling_bulk_enqueue_jobs_per_s", lambda: ceiling_bulk_enqueue(conn, jobs)
+                )
+                value = _timed(r, "bulk_enqueue_jobs_per_s", lambda: bench_bulk_enqueue(conn, jobs))
+                r["bulk_enqueue_ratio_to_ceiling"] = ratio(value, ceiling)
+            drain_ceiling = 0.0
+            if sections & {"drain", "pools", "backlog", "advisory"}:
+                drain_ceiling = _timed(
+                    r,
+                    "ceiling_drain_preserved_jobs_per_s",
+                    lambda: ceiling_drain(conn, url, jobs, True),
+                )
+            if "drain" in sections:
+                value = _timed(
+                    r, "drain_preserve_on_jobs_per_s", lambda: bench_drain(conn, jobs, True)
+                )
+                r["drain_preserve_on_ratio_to_ceiling"] = ratio(value, drain_ceiling)
+                ceiling = _timed(
+                    r,
+                    "ceiling_drain_deleted_jobs_per_s",
+                    lambda: ceiling_drain(conn, url, jobs, False),
+                )
+                value = _timed(
+                    r, "drain_preserve_off_jobs_per_s", lambda: bench_drain(conn, jobs, False)
+                )
+                r["drain_preserve_off_ratio_to_ceiling"] = ratio(value, ceiling)
+            if "latency" in sections:
+                r["latency"] = bench_latency(conn, samples)
+            if "pools" in sections:
+                for label, queues in (("two_pools", "*:5;*:5"), ("one_pool", "*:5")):
+                    out = bench_supervisor_drain(conn, url, sup_jobs, queues)
+                    out["ratio_to_ceiling"] = ratio(out["jobs_per_s"], drain_ceiling)
+                    r[f"supervisor_{label}"] = out
+            if "backlog" in sections:
+                r[f"latency_backlog_{backlog}"] = bench_latency(conn, samples, backlog)
+                for depth in sorted({10_000, backlog}):
+                    value = _timed(
+                        r,
+                        f"drain_default_pool_backlog_{depth}_jobs_per_s",
+                        lambda d=depth: bench_drain(conn, jobs, True, backlog=d, queues="default"),
+                    )
+                    r[f"drain_default_pool_backlog_{depth}_ratio_to_ceiling"] = ratio(
+                        value, drain_ceiling
+                    )
+            if "finished" in sections:
+                fill_finished(conn, finished)
+                r[f"finished_{finished}_single_enqueue_jobs_per_s"] = round(
+                    bench_single_enqueue(conn, single, keep=True)
+                )
+                r[f"finished_{finished}_latency"] = bench_latency(conn, samples, keep=True)
+            if "advisory" in sections:
                 for mode in ("never", "always"):
-                    results[f"drain_advisory_locks_{mode}_jobs_per_s"] = round(
-                        bench_drain(conn, args.jobs, True, advisory_locks=mode)
+                    r[f"drain_advisory_locks_{mode}_jobs_per_s"] = round(
+                        bench_drain(conn, jobs, True, advisory_locks=mode)
                     )
-            if args.backlog:
-                b = args.backlog
-                results[f"latency_backlog_{b}"] = bench_latency(conn, args.latency_samples, b)
-                for depth in (10_000, b):
-                    results[f"drain_default_pool_backlog_{depth}_jobs_per_s"] = round(
-                        bench_drain(conn, args.jobs, True, backlog=depth, queues="default")
-                    )
-            if args.supervisor:
-                results["supervisor_two_pools_jobs_per_s"] = round(
-                    bench_supervisor_drain(conn, url, args.supervisor_jobs, "*:5;*:5")
-                )
-                results["supervisor_one_pool_jobs_per_s"] = round(
-                    bench_supervisor_drain(conn, url, args.supervisor_jobs, "*:5")
-                )
-            if args.recovery:
-                results["recovery_child_kill9"] = bench_recovery_child(conn, url)
-                results["recovery_host_gone"] = bench_recovery_host(
-                    conn, url, args.dead_process_timeout
-                )
+            if "recovery" in sections:
+                r["recovery_child_kill9"] = bench_recovery_child(conn, url)
+                r["recovery_host_gone"] = bench_recovery_host(conn, url, args.dead_process_timeout)
     finally:
         connection.close_thread_connection()
         with psycopg.connect(server, autocommit=True) as admin:
