@@ -26,7 +26,8 @@ import psycopg
 from goodjob_mp import events, inline
 from goodjob_mp.config import Settings, current_settings
 from goodjob_mp.db.connection import enqueue_connection
-from goodjob_mp.db.job_store import NewJob, copy_jobs, insert_job, to_naive_utc, utcnow
+from goodjob_mp.db.job_copy import JobCopier, copy_jobs
+from goodjob_mp.db.job_store import NewJob, insert_job, to_naive_utc, utcnow
 from goodjob_mp.db.migrate import schema_missing_error
 from goodjob_mp.jobs import DEFAULT_PRIORITY, DEFAULT_QUEUE, EnqueueOptions
 from goodjob_mp.serialization import WritePolicy, serialize_arguments
@@ -35,7 +36,7 @@ if TYPE_CHECKING:
     from goodjob_mp.jobs import Job
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # slots: a bulk() block keeps one per job
 class EnqueuedJob:
     """The handle ``perform_later`` returns."""
 
@@ -117,12 +118,45 @@ def flush_enqueue_events() -> None:
         _emit(row)
 
 
+BULK_CHUNK = 1_000  # rows per COPY while a bulk() block on our own connection runs
+
+
 @dataclass
 class Bulk:
-    """Collects the jobs of a ``bulk()`` block; ``jobs`` holds their handles after the write."""
+    """Collects the jobs of a ``bulk()`` block; ``jobs`` holds their handles after the write.
+    ``rows`` are those not written yet."""
 
     rows: list[NewJob] = field(default_factory=list)
     jobs: list[EnqueuedJob] = field(default_factory=list)
+    stream: _Stream | None = None
+
+
+class _Stream:
+    """A ``bulk()`` block on this process's own connection: every full chunk is COPYed as the
+    block runs, in one transaction that commits when the block ends (an exception rolls it
+    back), so memory stays flat however many jobs it enqueues. The transaction opens with the
+    first full chunk."""
+
+    def __init__(self, stack: contextlib.ExitStack) -> None:
+        self._stack = stack
+        self._copier: JobCopier | None = None
+        self.kept: list[NewJob] = []  # for enqueue events and inline mode, only when needed
+
+    def write(self, rows: list[NewJob]) -> None:
+        if self._copier is None:
+            conn = self._stack.enter_context(_writing(None))
+            self._stack.enter_context(conn.transaction())
+            self._copier = JobCopier(conn)
+        self._copier.write(rows)
+        if events.has_subscribers("enqueue") or current_settings().execution_mode == "inline":
+            self.kept.extend(rows)
+
+    def finish(self, rows: list[NewJob]) -> None:
+        """Write the last rows and the NOTIFYs; the commit follows as the stack closes."""
+        if rows:
+            self.write(rows)
+        if self._copier is not None:
+            self._copier.notify()
 
 
 _bulk: contextvars.ContextVar[Bulk | None] = contextvars.ContextVar("goodjob_mp_bulk", default=None)
@@ -130,20 +164,37 @@ _bulk: contextvars.ContextVar[Bulk | None] = contextvars.ContextVar("goodjob_mp_
 
 @contextlib.contextmanager
 def bulk(connection: psycopg.Connection | None = None) -> Iterator[Bulk]:
-    """Capture ``perform_later`` calls and write them with one COPY when the block ends.
+    """Capture ``perform_later`` calls and write them with COPY: all in one transaction that
+    commits when the block ends. An exception inside the block writes nothing. Nested blocks
+    join the outer one.
 
-    An exception inside the block writes nothing. Nested blocks join the outer one.
+    On this process's own connection (no ``connection``, no ``using_connection``, no write
+    router) the rows are written 1,000 at a time while the block runs, inside that
+    transaction; otherwise they are kept and written with one COPY at the end.
     """
     if _bulk.get() is not None:
         yield _bulk.get()  # type: ignore[misc]
         return
     collected = Bulk()
+    streamed = connection is None and _connection.get() is None and not _routers
     token = _bulk.set(collected)
-    try:
-        yield collected
-    finally:
-        _bulk.reset(token)
-    if collected.rows:
+    with contextlib.ExitStack() as stack:
+        if streamed:
+            collected.stream = _Stream(stack)
+        try:
+            yield collected
+        finally:
+            _bulk.reset(token)
+        if collected.stream is not None:
+            collected.stream.finish(collected.rows)
+            collected.rows = []
+    if collected.stream is not None:
+        kept, collected.stream = collected.stream.kept, None
+        for row in kept:  # committed: their enqueue events, then inline mode performs them
+            _emit(row)
+        if kept:
+            _after_write(kept)
+    elif collected.rows:
         # Inline mode performs them unless a router wrote them in a framework's transaction.
         _route(lambda conn: _copy_now(collected.rows, conn, conn is connection), connection)
 
@@ -315,9 +366,13 @@ def enqueue(
 def _write(row: NewJob, connection: psycopg.Connection | None) -> EnqueuedJob:
     collected = _bulk.get()
     if collected is not None:
-        collected.rows.append(row)
+        rows = collected.rows
+        rows.append(row)
         handle = _handle(row)
         collected.jobs.append(handle)
+        if collected.stream is not None and len(rows) >= BULK_CHUNK:
+            collected.rows = []
+            collected.stream.write(rows)
         return handle
     _route(lambda conn: _insert_now(row, conn), connection)
     return _handle(row)

@@ -236,6 +236,9 @@ class EnqueueOptions:
         return self.scheduled_at
 
 
+_NO_OPTIONS = EnqueueOptions()
+
+
 def clean_labels(labels: Iterable[str] | None) -> tuple[str, ...] | None:
     """GoodJob strips labels, drops blank ones and duplicates, keeping first-seen order."""
     if labels is None:
@@ -308,6 +311,19 @@ def _merge(base: EnqueueOptions, extra: EnqueueOptions) -> EnqueueOptions:
     )
 
 
+# goodjob_mp.enqueue imports this module, so its enqueue() is looked up on first use (once, not
+# with an import statement on every perform_later).
+_enqueue: Callable[..., Any] | None = None
+
+
+def _load_enqueue() -> Callable[..., Any]:
+    global _enqueue
+    from goodjob_mp.enqueue import enqueue
+
+    _enqueue = enqueue
+    return enqueue
+
+
 class ConfiguredJob:
     """``Job.set(...)``: the same job with enqueue options; chainable."""
 
@@ -319,9 +335,7 @@ class ConfiguredJob:
         return ConfiguredJob(self.job_cls, _merge(self.options, _make_options(**options)))
 
     def perform_later(self, *args: Any, **kwargs: Any) -> Any:
-        from goodjob_mp.enqueue import enqueue
-
-        return enqueue(self.job_cls, args, kwargs, self.options)
+        return (_enqueue or _load_enqueue())(self.job_cls, args, kwargs, self.options)
 
     def perform_now(self, *args: Any, **kwargs: Any) -> Any:
         return self.job_cls.perform_now(*args, **kwargs)
@@ -451,15 +465,21 @@ class Job:
 
     @classmethod
     def default_options(cls) -> EnqueueOptions:
-        # Cached per class (enqueue hot path); keyed on the attributes so a changed one shows.
-        key = (cls.queue_name, cls.priority, tuple(cls.labels))
+        # Cached per class (enqueue hot path); checked against the attributes so a changed one
+        # shows (labels against a copy, so a list changed in place shows too).
         cached = cls.__dict__.get("_default_options_cache")
-        if cached is None or cached[0] != key:
-            options = EnqueueOptions(
-                cls.queue_name, cls.priority, None, clean_labels(cls.labels) or None
-            )
-            cls._default_options_cache = cached = (key, options)  # type: ignore[attr-defined]
-        return cached[1]
+        if (
+            cached is not None
+            and cached[0] == cls.queue_name
+            and cached[1] == cls.priority
+            and cached[2] == cls.labels
+        ):
+            return cached[3]  # type: ignore[no-any-return]
+        labels = cls.labels
+        options = EnqueueOptions(cls.queue_name, cls.priority, None, clean_labels(labels) or None)
+        copy = labels[:] if isinstance(labels, (list, tuple)) else labels
+        cls._default_options_cache = (cls.queue_name, cls.priority, copy, options)  # type: ignore[attr-defined]
+        return options
 
     @classmethod
     def set(cls, **options: Any) -> ConfiguredJob:
@@ -470,7 +490,7 @@ class Job:
     @classmethod
     def perform_later(cls, *args: Any, **kwargs: Any) -> Any:
         """Enqueue; returns an ``EnqueuedJob`` handle with ``.id``."""
-        return ConfiguredJob(cls, EnqueueOptions()).perform_later(*args, **kwargs)
+        return (_enqueue or _load_enqueue())(cls, args, kwargs, _NO_OPTIONS)
 
     @classmethod
     def perform_now(cls, *args: Any, **kwargs: Any) -> Any:

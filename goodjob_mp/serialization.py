@@ -637,11 +637,15 @@ def _positional(match: re.Match[str]) -> str:
     return format(Decimal(number), "f") + ".0"
 
 
+# One encoder for every call: json.dumps with options builds a new JSONEncoder each time.
+_encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+
+
 def dumps(value: Any) -> str:
     """Compact JSON for jsonb columns. Postgres stores ``1e+300`` (and ``1.0e+300``) as a
     numeric without a fraction, which every reader then takes for an integer; written as
     ``1000…0.0`` it stays a float for Python (and Ruby) readers."""
-    text = json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    text = _encode(value)
     if "e+" not in text:
         return text
     return _STRING_OR_BIG_FLOAT.sub(_positional, text)

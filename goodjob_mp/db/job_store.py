@@ -90,7 +90,6 @@ WITH inserted AS ({_INSERT_VALUES}
     ON CONFLICT (cron_key, cron_at) WHERE (cron_key IS NOT NULL) DO NOTHING RETURNING id)
 SELECT id, pg_notify('{NOTIFY_CHANNEL}', %(notify)s) FROM inserted
 """
-COPY_JOBS = f"COPY good_jobs ({', '.join(INSERT_COLUMNS)}) FROM STDIN"
 NOTIFY = "SELECT pg_notify(%s, %s)"
 
 
@@ -156,25 +155,6 @@ def insert_job(conn: psycopg.Connection, job: NewJob, *, notify: bool = True) ->
     else:
         conn.execute(_INSERT_VALUES, job.params())
     return True
-
-
-def copy_jobs(conn: psycopg.Connection, jobs: Sequence[NewJob]) -> Sequence[NewJob]:
-    """Write many jobs with one COPY and one NOTIFY per queue; the caller owns the transaction.
-    Returns the jobs written (enqueue features may refuse some)."""
-    if features.enqueue_hooks:
-        jobs = features.before_enqueue(conn, list(jobs))
-    with conn.cursor() as cur:
-        with cur.copy(COPY_JOBS) as copy:
-            for job in jobs:
-                copy.write_row(job.copy_row())
-        earliest: dict[str, dt.datetime] = {}
-        for job in jobs:
-            seen = earliest.get(job.queue_name)
-            if seen is None or job.scheduled_at < seen:
-                earliest[job.queue_name] = job.scheduled_at
-        for queue_name, scheduled_at in earliest.items():
-            cur.execute(NOTIFY, (NOTIFY_CHANNEL, notify_payload(queue_name, scheduled_at)))
-    return jobs
 
 
 # --- claim ------------------------------------------------------------------------------------
