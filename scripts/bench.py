@@ -189,6 +189,7 @@ def bench_drain(
     preserve: bool,
     *,
     backlog: int = 0,
+    cpu_out: dict | None = None,
     **settings_: object,
 ) -> float:
     truncate(conn)
@@ -197,18 +198,52 @@ def bench_drain(
     enqueue_jobs(n)
     conn.execute("VACUUM ANALYZE good_jobs")
     settings = load_settings({"preserve_job_records": preserve, "poll_interval": 1.0, **settings_})
+    base: dict[int, int] = {}
+    _sample_backends(conn, base)  # e.g. the enqueue pool's connection: count only the drain
     t0 = time.perf_counter()
+    cpu0 = time.process_time()
     worker = Worker(settings).start()
     left = (
         "SELECT count(*) FROM good_jobs WHERE finished_at IS NULL AND queue_name = 'default'"
         if preserve
         else "SELECT count(*) FROM good_jobs WHERE queue_name = 'default'"
     )
+    backends: dict[int, int] = {}
     while conn.execute(left).fetchone()[0]:
+        _sample_backends(conn, backends)
         time.sleep(0.05)
     took = time.perf_counter() - t0
+    _sample_backends(conn, backends)
+    cpu = time.process_time() - cpu0
     worker.shutdown(10)
+    if cpu_out is not None:
+        # CPU per job is steadier than jobs/s on a loaded box: it counts work, not waiting.
+        cpu_out["python_cpu_us_per_job"] = round(cpu / n * 1e6, 1)
+        cpu_out["postgres_cpu_us_per_job"] = round(
+            _ticks_s(sum(v - base.get(pid, 0) for pid, v in backends.items())) / n * 1e6, 1
+        )
     return n / took
+
+
+_OWN_BACKENDS = (
+    "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+    "AND pid <> pg_backend_pid()"
+)
+
+
+def _ticks_s(ticks: int) -> float:
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def _sample_backends(conn: psycopg.Connection, seen: dict[int, int]) -> None:
+    """Latest utime+stime (clock ticks) of each other backend on this database (the worker's
+    connections); readable when this runs as root or as the server's user."""
+    for (pid,) in conn.execute(_OWN_BACKENDS).fetchall():
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            seen[pid] = int(fields[11]) + int(fields[12])
+        except (OSError, IndexError, ValueError):
+            pass
 
 
 CEILING_CLAIM = """
@@ -581,9 +616,14 @@ def main() -> None:
                     lambda: ceiling_drain(conn, url, jobs, True),
                 )
             if "drain" in sections:
+                on_cpu: dict = {}
+                off_cpu: dict = {}
                 value = _timed(
-                    r, "drain_preserve_on_jobs_per_s", lambda: bench_drain(conn, jobs, True)
+                    r,
+                    "drain_preserve_on_jobs_per_s",
+                    lambda: bench_drain(conn, jobs, True, cpu_out=on_cpu),
                 )
+                r["drain_preserve_on_cpu"] = on_cpu
                 r["drain_preserve_on_ratio_to_ceiling"] = ratio(value, drain_ceiling)
                 ceiling = _timed(
                     r,
@@ -591,8 +631,11 @@ def main() -> None:
                     lambda: ceiling_drain(conn, url, jobs, False),
                 )
                 value = _timed(
-                    r, "drain_preserve_off_jobs_per_s", lambda: bench_drain(conn, jobs, False)
+                    r,
+                    "drain_preserve_off_jobs_per_s",
+                    lambda: bench_drain(conn, jobs, False, cpu_out=off_cpu),
                 )
+                r["drain_preserve_off_cpu"] = off_cpu
                 r["drain_preserve_off_ratio_to_ceiling"] = ratio(value, ceiling)
             if "latency" in sections:
                 r["latency"] = bench_latency(conn, samples)
