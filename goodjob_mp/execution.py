@@ -247,14 +247,19 @@ def _perform(job: ClaimedJob, settings: Settings) -> JobResult:
     except BaseException as exc:  # job code's sys.exit()/KeyboardInterrupt fail the attempt too
         result = _failed(job, job_cls, instance, params, exc, started, settings)
     else:
+        took = time.perf_counter() - t0
         result = JobResult(
             id=job.id,
             started_at=started,
-            ended_at=utcnow(),
+            # One clock reading per job: the end is the start plus the measured duration.
+            ended_at=started + dt.timedelta(seconds=took),
             finished=True,
             preserve=should_preserve(settings, job, "succeeded", None),
             had_executions=job.executions_count > 1,
         )
+        _current.running = False
+        _finish_events(job, job_class, result, took)
+        return result
     finally:
         _current.running = False
     _finish_events(job, job_class, result, time.perf_counter() - t0)

@@ -32,9 +32,13 @@ NOTIFY_CHANNEL = "good_job"
 LOCK_TYPE_SKIPLOCKED = 1
 
 
+_now = dt.datetime.now
+_UTC = dt.timezone.utc
+
+
 def utcnow() -> dt.datetime:
     """Naive UTC now, the form stored in ``timestamp without time zone`` columns."""
-    return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+    return _now(_UTC).replace(tzinfo=None)  # bound names: called per job on the hot path
 
 
 def to_naive_utc(value: dt.datetime) -> dt.datetime:
@@ -398,7 +402,7 @@ def _prio(job: ClaimedJob) -> float:
 
 @dataclass
 class JobResult:
-    """What one perform attempt produced, ready to be written."""
+    """What one perform attempt produced, ready to be written (times naive UTC)."""
 
     id: uuid.UUID
     started_at: dt.datetime
@@ -463,14 +467,82 @@ def _notify_retries(conn: psycopg.Connection, results: Sequence[JobResult]) -> N
         conn.execute(NOTIFY, (NOTIFY_CHANNEL, notify_payload(queue_name, retry_at)))
 
 
+# The common batch: every attempt succeeded (finished, no error, no retry, params unchanged).
+# Same rows as _RESULTS writes for such a batch, from three arrays instead of nine (psycopg
+# dumps each array element by element, and six of them would be all NULL), and only the columns
+# that change.
+_SUCCEEDED = """
+WITH r AS (
+    SELECT * FROM unnest(%(ids)s::uuid[], %(started)s::timestamp[], %(ended)s::timestamp[])
+        AS r(id, started_at, ended_at)
+), executions AS (
+    INSERT INTO good_job_executions (active_job_id, created_at, updated_at, job_class, queue_name,
+        serialized_params, scheduled_at, finished_at, error, error_event, error_backtrace,
+        process_id, duration)
+    SELECT j.active_job_id, r.started_at, r.ended_at, j.job_class, j.queue_name,
+        j.serialized_params, j.scheduled_at, r.ended_at, NULL, NULL, '{}', %(process_id)s,
+        r.ended_at - r.started_at
+    FROM r JOIN good_jobs j ON j.id = r.id
+    WHERE j.locked_by_id = %(process_id)s
+)
+UPDATE good_jobs AS j
+SET finished_at = r.ended_at, error = NULL, error_event = NULL,
+    locked_by_id = NULL, locked_at = NULL, lock_type = NULL, updated_at = r.ended_at
+FROM r
+WHERE j.id = r.id AND j.locked_by_id = %(process_id)s
+RETURNING j.id
+"""
+
+
+def _all_succeeded(results: Sequence[JobResult]) -> bool:
+    for r in results:
+        if not r.finished or r.error is not None or r.error_event is not None:
+            return False
+        if r.new_params is not None or r.backtrace is not None or r.retry_at is not None:
+            return False
+    return True
+
+
+# Array literals built here cost the client about a third of what psycopg's element-by-element
+# list dumping does: uuids as hex, naive-UTC timestamps in ISO form.
+def uuid_array(ids: Iterable[uuid.UUID]) -> str:
+    return "{" + ",".join([i.hex for i in ids]) + "}"
+
+
+def _timestamp_array(values: Iterable[dt.datetime]) -> str:
+    return "{" + ",".join([v.isoformat() for v in values]) + "}"
+
+
+def _results_params(keep: Sequence[JobResult], process_id: uuid.UUID) -> tuple[str, dict]:
+    if _all_succeeded(keep):
+        return _SUCCEEDED, {
+            "ids": uuid_array([r.id for r in keep]),
+            "started": _timestamp_array([r.started_at for r in keep]),
+            "ended": _timestamp_array([r.ended_at for r in keep]),
+            "process_id": process_id,
+        }
+    return _RESULTS, {
+        "ids": [r.id for r in keep],
+        "started": [r.started_at for r in keep],
+        "ended": [r.ended_at for r in keep],
+        "finished": [r.finished for r in keep],
+        "retry_at": [r.retry_at for r in keep],
+        "errors": [r.error for r in keep],
+        "events": [r.error_event for r in keep],
+        "params": [None if r.new_params is None else Jsonb(r.new_params, dumps) for r in keep],
+        "backtraces": [None if r.backtrace is None else Jsonb(r.backtrace) for r in keep],
+        "process_id": process_id,
+    }
+
+
 # Preservation off: the row and any executions of earlier attempts go.
 _DELETE_FINISHED = """
 WITH gone AS (
-    DELETE FROM good_jobs WHERE id = ANY(%(ids)s) AND locked_by_id = %(process_id)s
+    DELETE FROM good_jobs WHERE id = ANY(%(ids)s::uuid[]) AND locked_by_id = %(process_id)s
     RETURNING id, active_job_id
 ), history AS (
     DELETE FROM good_job_executions
-    WHERE active_job_id = ANY(%(with_history)s)
+    WHERE active_job_id = ANY(%(with_history)s::uuid[])
       AND active_job_id IN (SELECT active_job_id FROM gone)
 )
 SELECT id FROM gone
@@ -496,25 +568,7 @@ def write_results(
     written: set[uuid.UUID] = set()
     with contextlib.nullcontext() if single else conn.transaction():
         if keep:
-            cur = conn.execute(
-                _RESULTS,
-                {
-                    "ids": [r.id for r in keep],
-                    "started": [r.started_at for r in keep],
-                    "ended": [r.ended_at for r in keep],
-                    "finished": [r.finished for r in keep],
-                    "retry_at": [r.retry_at for r in keep],
-                    "errors": [r.error for r in keep],
-                    "events": [r.error_event for r in keep],
-                    "params": [
-                        None if r.new_params is None else Jsonb(r.new_params, dumps) for r in keep
-                    ],
-                    "backtraces": [
-                        None if r.backtrace is None else Jsonb(r.backtrace) for r in keep
-                    ],
-                    "process_id": process_id,
-                },
-            )
+            cur = conn.execute(*_results_params(keep, process_id))
             written.update(row[0] for row in cur)
             if retries:
                 _notify_retries(conn, keep)
@@ -522,8 +576,8 @@ def write_results(
             cur = conn.execute(
                 _DELETE_FINISHED,
                 {
-                    "ids": [r.id for r in drop],
-                    "with_history": [r.id for r in drop if r.had_executions],
+                    "ids": uuid_array(r.id for r in drop),
+                    "with_history": uuid_array(r.id for r in drop if r.had_executions),
                     "process_id": process_id,
                 },
             )
