@@ -25,7 +25,7 @@ import psycopg
 
 from goodjob_mp import events, inline
 from goodjob_mp.config import Settings, current_settings
-from goodjob_mp.db.connection import enqueue_connection
+from goodjob_mp.db.connection import enqueue_connection, enqueue_pool
 from goodjob_mp.db.job_copy import JobCopier, copy_jobs
 from goodjob_mp.db.job_store import NewJob, insert_job, to_naive_utc, utcnow
 from goodjob_mp.db.migrate import schema_missing_error
@@ -219,7 +219,7 @@ def _writing(connection: psycopg.Connection | None) -> Iterator[psycopg.Connecti
         if explicit is not None:
             yield explicit
         else:
-            with enqueue_connection() as conn:
+            with enqueue_pool().connection() as conn:  # enqueue_connection(), one layer less
                 yield conn
     except psycopg.errors.UndefinedTable as exc:
         raise schema_missing_error(exc) from None
