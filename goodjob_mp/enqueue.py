@@ -30,7 +30,7 @@ from goodjob_mp.db.job_copy import JobCopier, copy_jobs
 from goodjob_mp.db.job_store import NewJob, insert_job, to_naive_utc, utcnow
 from goodjob_mp.db.migrate import schema_missing_error
 from goodjob_mp.jobs import DEFAULT_PRIORITY, DEFAULT_QUEUE, EnqueueOptions
-from goodjob_mp.serialization import WritePolicy, serialize_arguments
+from goodjob_mp.serialization import WritePolicy, dumps, serialize_arguments
 
 if TYPE_CHECKING:
     from goodjob_mp.jobs import Job
@@ -255,6 +255,45 @@ def _iso(value: dt.datetime) -> str:
     return value.isoformat(timespec="microseconds") + "Z"
 
 
+def envelope_json(
+    job_class: str,
+    job_id: uuid.UUID,
+    queue_name: str,
+    priority: int | None,
+    arguments: list[Any],
+    enqueued_at: dt.datetime,
+    scheduled_at: dt.datetime | None,
+) -> str:
+    """``dumps(build_serialized_params(...))``, built from cached pieces (enqueue hot path):
+    the keys and constants never change, and ids and ISO times need no escaping."""
+    if type(priority) is int or priority is None:  # True == 1 must not share a cache entry
+        head, middle = _envelope_parts(job_class, queue_name, priority)
+    else:
+        head, middle = _envelope_parts.__wrapped__(job_class, queue_name, priority)
+    args = dumps(arguments) if arguments else "[]"
+    scheduled = "null" if scheduled_at is None else f'"{_iso(scheduled_at)}"'
+    enqueued = _iso(enqueued_at)
+    return f'{head}{job_id}{middle}{args}{_ENVELOPE_TAIL}{enqueued}","scheduled_at":{scheduled}}}'
+
+
+_ENVELOPE_TAIL = (
+    ',"executions":0,"exception_executions":{},"locale":"en","timezone":"UTC","enqueued_at":"'
+)
+
+
+@functools.lru_cache(maxsize=1024)
+def _envelope_parts(job_class: str, queue_name: str, priority: Any) -> tuple[str, str]:
+    head = '{"job_class":' + dumps(job_class) + ',"job_id":"'
+    middle = (
+        '","provider_job_id":null,"queue_name":'
+        + dumps(queue_name)
+        + ',"priority":'
+        + dumps(priority)
+        + ',"arguments":'
+    )
+    return head, middle
+
+
 def build_job(
     job_cls: type[Job],
     args: Sequence[Any],
@@ -306,6 +345,9 @@ def build_row(
         queue_name=queue_name,
         priority=DEFAULT_PRIORITY if priority is None else priority,
         serialized_params=build_serialized_params(
+            job_class, job_id, queue_name, priority, arguments, now, scheduled
+        ),
+        params_json=envelope_json(
             job_class, job_id, queue_name, priority, arguments, now, scheduled
         ),
         scheduled_at=scheduled or now,

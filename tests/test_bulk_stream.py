@@ -79,3 +79,49 @@ def test_enqueue_events_of_a_streamed_bulk_fire_after_the_commit(db):
         unsubscribe()
     assert seen == [BULK_CHUNK + 3] * (BULK_CHUNK + 3)
     assert len(b.jobs) == BULK_CHUNK + 3
+
+
+@pytest.mark.parametrize(
+    ("job_class", "queue", "priority", "arguments", "scheduled"),
+    [
+        ("app.Plain", "default", None, [], None),
+        ("app.Plain", "default", 0, [1, "x", None, True], "2026-01-02T03:04:05"),
+        ('we"ird\\Näme', "tab\tq\nü", -5, [{"k": [1.5, 1e300, "\x7f"]}], None),
+        ("app.Flag", "default", True, [], None),  # True is not 1 in the JSON
+    ],
+)
+def test_envelope_json_is_the_dumps_of_the_envelope(
+    job_class, queue, priority, arguments, scheduled
+):
+    import datetime as dt
+    import uuid
+
+    from goodjob_mp.enqueue import build_serialized_params, envelope_json
+    from goodjob_mp.serialization import dumps
+
+    when = dt.datetime(2026, 1, 1, 0, 0, 0)
+    at = dt.datetime.fromisoformat(scheduled) if scheduled else None
+    job_id = uuid.uuid4()
+    args = (job_class, job_id, queue, priority, arguments, when, at)
+    assert envelope_json(*args) == dumps(build_serialized_params(*args))
+    if priority is True:
+        assert envelope_json(job_class, job_id, queue, 1, [], when, None).count('"priority":1,')
+
+
+def test_an_enqueue_feature_that_changes_the_params_is_written_as_changed(db):
+    from goodjob_mp import features
+
+    def stamp(conn, rows):
+        for row in rows:
+            row.serialized_params["locale"] = "fr"
+        return rows
+
+    remove = features.add_enqueue_hook(stamp)
+    try:
+        tiny.perform_later(1)
+        with gj.bulk():
+            tiny.perform_later(2)
+    finally:
+        remove()
+    locales = [r[0] for r in db.execute("SELECT serialized_params->>'locale' FROM good_jobs")]
+    assert locales == ["fr", "fr"]

@@ -18,7 +18,14 @@ from psycopg.adapt import Dumper
 from psycopg.pq import Format
 
 from goodjob_mp import features
-from goodjob_mp.db.job_store import INSERT_COLUMNS, NOTIFY, NOTIFY_CHANNEL, NewJob, notify_payload
+from goodjob_mp.db.job_store import (
+    INSERT_COLUMNS,
+    NOTIFY,
+    NOTIFY_CHANNEL,
+    NewJob,
+    forget_params_json,
+    notify_payload,
+)
 
 COPY_JOBS = f"COPY good_jobs ({', '.join(INSERT_COLUMNS)}) FROM STDIN (FORMAT BINARY)"
 
@@ -63,6 +70,7 @@ class JobCopier:
         """Returns the jobs written (enqueue features may refuse some)."""
         if features.enqueue_hooks:
             jobs = features.before_enqueue(self.conn, list(jobs))
+            forget_params_json(jobs)
         if not jobs:
             return jobs
         cur = self.conn.cursor()

@@ -120,6 +120,13 @@ class NewJob:
     cron_key: str | None = None
     cron_at: dt.datetime | None = None
     batch_id: uuid.UUID | None = None
+    # serialized_params as JSON text, when enqueue built it alongside (cheaper than encoding
+    # the dict); None after anything may have changed the dict (enqueue features).
+    params_json: str | None = None
+
+    def params_text(self) -> str:
+        text = self.params_json
+        return dumps(self.serialized_params) if text is None else text
 
     def params(self) -> dict[str, Any]:
         return {
@@ -127,7 +134,7 @@ class NewJob:
             "job_class": self.job_class,
             "queue_name": self.queue_name,
             "priority": self.priority,
-            "serialized_params": Jsonb(self.serialized_params, dumps),
+            "serialized_params": Jsonb(self.params_text(), _as_is),
             "scheduled_at": self.scheduled_at,
             "created_at": self.created_at,
             "labels": self.labels,
@@ -144,7 +151,7 @@ class NewJob:
             self.job_class,
             self.queue_name,
             self.priority,
-            dumps(self.serialized_params),
+            self.params_text(),
             self.scheduled_at,
             self.created_at,
             self.created_at,
@@ -155,11 +162,23 @@ class NewJob:
         )
 
 
+def _as_is(text: str) -> str:
+    return text
+
+
+def forget_params_json(jobs: Iterable[NewJob]) -> None:
+    """After enqueue features ran: they may have changed serialized_params."""
+    for job in jobs:
+        job.params_json = None
+
+
 def insert_job(conn: psycopg.Connection, job: NewJob, *, notify: bool = True) -> bool:
     """Insert one job (and NOTIFY in the same statement). False when a cron duplicate existed
     or an enqueue feature refused the row."""
-    if features.enqueue_hooks and not features.before_enqueue(conn, [job]):
-        return False
+    if features.enqueue_hooks:
+        if not features.before_enqueue(conn, [job]):
+            return False
+        forget_params_json([job])
     if job.cron_key is not None:
         return conn.execute(INSERT_UNIQUE_CRON_AND_NOTIFY, job.params()).fetchone() is not None
     if notify:
