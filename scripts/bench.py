@@ -114,20 +114,28 @@ def enqueue_jobs(n: int, queue: str | None = None) -> None:
 # --- enqueue ------------------------------------------------------------------------------------
 
 
+# Python CPU per enqueued job of the last enqueue figure (steadier than jobs/s on a loaded box).
+enqueue_cpu: dict[str, float] = {}
+
+
 def bench_single_enqueue(conn: psycopg.Connection, n: int, *, keep: bool = False) -> float:
     if not keep:
         truncate(conn)
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), time.process_time()
     for _ in range(n):
         noop.perform_later()
-    return n / (time.perf_counter() - t0)
+    took = time.perf_counter() - t0
+    enqueue_cpu["single"] = round((time.process_time() - cpu0) / n * 1e6, 1)
+    return n / took
 
 
 def bench_bulk_enqueue(conn: psycopg.Connection, n: int) -> float:
     truncate(conn)
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), time.process_time()
     enqueue_jobs(n)
-    return n / (time.perf_counter() - t0)
+    took = time.perf_counter() - t0
+    enqueue_cpu["bulk"] = round((time.process_time() - cpu0) / n * 1e6, 1)
+    return n / took
 
 
 _PARAMS_JSON = json.dumps(
@@ -608,6 +616,7 @@ def main() -> None:
                 )
                 value = _timed(r, "bulk_enqueue_jobs_per_s", lambda: bench_bulk_enqueue(conn, jobs))
                 r["bulk_enqueue_ratio_to_ceiling"] = ratio(value, ceiling)
+                r["enqueue_python_cpu_us_per_job"] = dict(enqueue_cpu)
             drain_ceiling = 0.0
             if sections & {"drain", "pools", "backlog", "advisory"}:
                 drain_ceiling = _timed(
