@@ -7,7 +7,7 @@ Events and their payload keys:
 - ``perform_start``: job_id, job_class, queue_name, executions
 - ``perform_finish``: job_id, job_class, queue_name, duration, outcome, error
   (outcome: ``succeeded``, ``retried``, ``handled``, ``discarded``, ``failed``,
-  ``retry_stopped``)
+  ``retry_stopped``, ``interrupted``: an ``async def`` job cancelled at shutdown)
 - ``retry``: job_id, job_class, error, wait
 - ``discard``: job_id, job_class, error
 - ``interrupt``: job_id, job_class, interrupts
@@ -15,9 +15,9 @@ Events and their payload keys:
   longer locked by this process: handed back or taken by another worker), so nothing of it was
   recorded
 
-Subscribers run on the thread where the event happens (a worker thread for perform events) and
-must be quick. An exception in a subscriber is logged and swallowed: instrumentation never breaks
-a job. Never called from a signal handler.
+Subscribers run on the thread where the event happens (a worker thread for perform events, the
+pool's event-loop thread for ``async def`` jobs) and must be quick. An exception in a subscriber
+is logged and swallowed: instrumentation never breaks a job. Never called from a signal handler.
 """
 
 from __future__ import annotations

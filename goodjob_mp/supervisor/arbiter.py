@@ -510,7 +510,7 @@ class Arbiter:
         if not all(c is not None and c.state is ChildState.RUNNING for c in current):
             return
         idle = min(now - c.last_report + c.idle for c in current if c is not None)
-        busy = any(c.busy for c in self.children.values())
+        busy = any(c.busy or c.coroutines for c in self.children.values())
         if not busy and idle >= timeout:
             log.info("no job performed for %.0fs (--idle-timeout): stopping", idle)
             self.begin_drain(self.settings.shutdown_timeout, "idle timeout")
@@ -718,6 +718,7 @@ class Arbiter:
                 continue
             child.listener = bool(message.get("listener", child.listener))
             child.busy = int(message.get("busy", child.busy))
+            child.coroutines = int(message.get("coroutines", child.coroutines))
             child.idle = float(message.get("idle", child.idle))
             if message.get("ready") and child.state is ChildState.STARTING:
                 self.mark_ready(child)

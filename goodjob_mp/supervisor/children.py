@@ -73,6 +73,7 @@ class Child:
     buffer: bytes = b""
     listener: bool = False
     busy: int = 0
+    coroutines: int = 0  # async def jobs running on its event loop
     idle: float = 0.0
     last_report: float = 0.0
     error: str | None = None
