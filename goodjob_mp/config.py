@@ -55,6 +55,8 @@ class Settings:
     # The probe's address: loopback by default (GoodJob's advice for health checks behind a
     # proxy); 0.0.0.0 (or ::) where a load balancer or kubelet on another address must reach it.
     probe_bind: str = "127.0.0.1"
+    # /metrics on the probe server (needs prometheus_client: the ``metrics`` extra).
+    enable_metrics: bool = True
     daemonize: bool = False
     pidfile: str | None = None
     log_file: str | None = None
@@ -171,6 +173,7 @@ _TEXT_PARSERS: dict[str, Callable[[str], Any]] = {
     "max_memory": _parse_memory,
     "probe_port": _parse_optional_int,
     "probe_bind": str,
+    "enable_metrics": _parse_bool,
     "daemonize": _parse_bool,
     "pidfile": str,
     "log_file": str,

@@ -120,7 +120,13 @@ def set_thread_shutdown_check(check: Callable[[], bool] | None) -> None:
 def _discard(job: ClaimedJob, started: dt.datetime, error: str, settings: Settings) -> JobResult:
     # Every discard is announced: discard_on, unknown class, unreadable payload, poison job.
     if events.has_subscribers("discard"):
-        events.emit("discard", job_id=job.id, job_class=job.job_class, error=error)
+        events.emit(
+            "discard",
+            job_id=job.id,
+            job_class=job.job_class,
+            queue_name=job.queue_name,
+            error=error,
+        )
     return JobResult(
         id=job.id,
         started_at=started,
@@ -151,7 +157,11 @@ def close_interrupted_attempt(
     )
     if events.has_subscribers("interrupt"):
         events.emit(
-            "interrupt", job_id=job.id, job_class=job.job_class, interrupts=job.interrupts + 1
+            "interrupt",
+            job_id=job.id,
+            job_class=job.job_class,
+            queue_name=job.queue_name,
+            interrupts=job.interrupts + 1,
         )
     if job.interrupts + 1 >= settings.max_interrupts:
         return discard_poison(job, settings)
@@ -346,7 +356,11 @@ def interrupted_result(job: ClaimedJob, started: dt.datetime, settings: Settings
     log.warning("job %s %s interrupted: cancelled at shutdown", job.id, job.job_class)
     if events.has_subscribers("interrupt"):
         events.emit(
-            "interrupt", job_id=job.id, job_class=job.job_class, interrupts=job.interrupts + 1
+            "interrupt",
+            job_id=job.id,
+            job_class=job.job_class,
+            queue_name=job.queue_name,
+            interrupts=job.interrupts + 1,
         )
     if job.interrupts + 1 >= settings.max_interrupts:
         return discard_poison(job, settings)

@@ -107,3 +107,10 @@ class AsyncGate(gj.Job):
             record("cancelled", tag)
             raise
         record("finished", tag)
+
+
+@gj.job(queue="default")
+def fan_out(count: int) -> None:
+    """Enqueues ``count`` noop jobs from inside a worker (metrics count those enqueues)."""
+    for _ in range(count):
+        noop.perform_later()

@@ -113,6 +113,7 @@ class PoolSlot:
     boot_failures: int = 0  # in a row, counted only for "the app or schema is broken"
     unreachable: int = 0  # start-ups in a row that failed for want of a database
     crashes: int = 0
+    forks: int = 0  # children started for this pool; all but the first were restarts
     restart_at: float = 0.0
     last_error: str | None = None
 
