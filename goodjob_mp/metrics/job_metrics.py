@@ -38,6 +38,16 @@ _FINISH_OUTCOMES = frozenset({"succeeded", "retried", "handled", "failed", "retr
 
 _lock = threading.Lock()
 _installed: dict[str, Any] = {}
+# (family, *label values) -> its child: ``labels()`` costs more than the write itself.
+_children: dict[tuple[str, ...], Any] = {}
+
+
+def _child(family: str, *labels: str) -> Any:
+    key = (family, *labels)
+    child = _children.get(key)
+    if child is None:
+        child = _children[key] = _installed[family].labels(*labels)
+    return child
 
 
 def installed() -> bool:
@@ -112,23 +122,23 @@ def _label(value: Any) -> str:
 
 
 def _on_enqueue(*, job_class: Any, queue_name: Any, **_: Any) -> None:
-    _installed["enqueued"].labels(_label(queue_name), _label(job_class)).inc()
+    _child("enqueued", _label(queue_name), _label(job_class)).inc()
 
 
 def _on_finish(*, job_class: Any, queue_name: Any, duration: float, outcome: str, **_: Any) -> None:
     queue, cls = _label(queue_name), _label(job_class)
-    _installed["duration"].labels(queue, cls).observe(duration)
+    _child("duration", queue, cls).observe(duration)
     if outcome in _FINISH_OUTCOMES:
-        _installed["finished"].labels(queue, cls, outcome).inc()
+        _child("finished", queue, cls, outcome).inc()
 
 
 def _on_discard(*, job_class: Any, queue_name: Any = None, **_: Any) -> None:
-    _installed["finished"].labels(_label(queue_name), _label(job_class), "discarded").inc()
+    _child("finished", _label(queue_name), _label(job_class), "discarded").inc()
 
 
 def _on_interrupt(*, job_class: Any, queue_name: Any = None, **_: Any) -> None:
-    _installed["finished"].labels(_label(queue_name), _label(job_class), "interrupted").inc()
+    _child("finished", _label(queue_name), _label(job_class), "interrupted").inc()
 
 
 def _on_cron(*, cron_key: str, **_: Any) -> None:
-    _installed["cron"].labels(cron_key).inc()
+    _child("cron", cron_key).inc()

@@ -451,8 +451,11 @@ class Worker:
 
     def _submit_async(self, step: Prepared) -> None:
         job = step.job
+        t0 = time.perf_counter()
 
         def done(result: job_store.JobResult) -> None:
+            # Claim sizing follows how long jobs take, coroutines included.
+            self._avg_duration = ewma(self._avg_duration, time.perf_counter() - t0)
             result.advisory_locked = job.advisory_locked
             self._results.put(result)
             if self._work.qsize() == 0:
