@@ -156,3 +156,21 @@ def test_supervisor_cancels_coroutines_after_shutdown_timeout_as_interrupted(
             is not None
         )
     )
+
+
+def test_worker_shutdown_cancels_running_and_slot_waiting_coroutines(db, records) -> None:
+    settings = load_settings({"max_threads": 2, "async_concurrency": 1, "shutdown_timeout": 1})
+    first = J.AsyncGate.perform_later("a")
+    second = J.AsyncGate.perform_later("b")
+    worker = Worker(settings).start()
+    # "a" runs; "b" is held by the second executor thread, waiting for the loop's one slot.
+    assert wait_for(lambda: J.lines(records, "started") == ["a"] and worker.busy == 1)
+    assert worker.shutdown(30)
+    assert J.lines(records, "cancelled") == ["a"]
+    assert J.lines(records, "started") == ["a"]  # "b" never ran
+    for job in (first, second):
+        row = db.execute(
+            "SELECT finished_at, locked_by_id, error_event FROM good_jobs WHERE id = %s",
+            (job.id,),
+        ).fetchone()
+        assert row == (None, None, 0)
