@@ -188,3 +188,13 @@ def test_probe_metrics_route() -> None:
         assert status == 404 and "goodjob-mp[metrics]" in body
         probe.metrics = lambda: ("text/plain; version=0.0.4", b"x 1\n")
         assert get(probe.port, "/metrics") == (200, "text/plain; version=0.0.4", "x 1\n")
+
+
+def test_metrics_can_be_turned_off(start, db) -> None:
+    sup = start("--queues", "*:1", "--probe-port", "0", env={"GOOD_JOB_ENABLE_METRICS": "false"})
+    port = probe_port(sup)
+    sup.wait_ready()
+    status, _, body = get(port, "/metrics")
+    assert status == 404 and "GOOD_JOB_ENABLE_METRICS" in body
+    assert get(port, "/status")[0] == 200
+    assert "multiprocess files" not in sup.output()
