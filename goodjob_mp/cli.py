@@ -109,7 +109,10 @@ def _check_schema_before_forking() -> None:
 @click.option("--pidfile", help="Write the supervisor's pid here (atomically).")
 @click.option("--log-file", help="With --daemonize: append output here instead of /dev/null.")
 @click.option(
-    "--probe-port", type=int, help="Serve /, /status, /status/started, /status/connected."
+    "--probe-port",
+    type=int,
+    help="Serve /, /status, /status/started, /status/connected, and /metrics (Prometheus, with "
+    "the metrics extra; GOOD_JOB_ENABLE_METRICS=false turns it off).",
 )
 @click.option(
     "--probe-bind",

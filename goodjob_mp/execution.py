@@ -8,6 +8,7 @@ touches the database: it returns a ``JobResult`` for the completer to write.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import functools
 import logging
@@ -119,7 +120,13 @@ def set_thread_shutdown_check(check: Callable[[], bool] | None) -> None:
 def _discard(job: ClaimedJob, started: dt.datetime, error: str, settings: Settings) -> JobResult:
     # Every discard is announced: discard_on, unknown class, unreadable payload, poison job.
     if events.has_subscribers("discard"):
-        events.emit("discard", job_id=job.id, job_class=job.job_class, error=error)
+        events.emit(
+            "discard",
+            job_id=job.id,
+            job_class=job.job_class,
+            queue_name=job.queue_name,
+            error=error,
+        )
     return JobResult(
         id=job.id,
         started_at=started,
@@ -150,7 +157,11 @@ def close_interrupted_attempt(
     )
     if events.has_subscribers("interrupt"):
         events.emit(
-            "interrupt", job_id=job.id, job_class=job.job_class, interrupts=job.interrupts + 1
+            "interrupt",
+            job_id=job.id,
+            job_class=job.job_class,
+            queue_name=job.queue_name,
+            interrupts=job.interrupts + 1,
         )
     if job.interrupts + 1 >= settings.max_interrupts:
         return discard_poison(job, settings)
@@ -210,6 +221,47 @@ def internal_error_result(job: ClaimedJob, exc: BaseException) -> JobResult:
 
 
 def _perform(job: ClaimedJob, settings: Settings) -> JobResult:
+    step = begin(job, settings)
+    if isinstance(step, JobResult):
+        return step
+    if step.is_async:
+        from goodjob_mp.async_jobs import run_blocking
+
+        return run_blocking(run_async(step))
+    return run_sync(step)
+
+
+@dataclass
+class Prepared:
+    """A job ready for its body: class found, arguments read, ``perform_start`` announced."""
+
+    job: ClaimedJob
+    job_cls: type[Job]
+    job_class: str | None
+    instance: Job
+    params: dict[str, Any]
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any]
+    started: dt.datetime
+    t0: float
+    settings: Settings
+
+    @property
+    def is_async(self) -> bool:
+        return self.job_cls.is_async()
+
+
+def begin(job: ClaimedJob, settings: Settings) -> Prepared | JobResult:
+    """Everything before the job's body; a ``JobResult`` when it must not run (discarded).
+    Never raises. The worker's seam: a ``Prepared`` whose ``is_async`` goes to the pool's
+    event loop (``run_async``), any other to ``run_sync`` on the executor thread."""
+    try:
+        return _begin(job, settings)
+    except BaseException as exc:
+        return internal_error_result(job, exc)
+
+
+def _begin(job: ClaimedJob, settings: Settings) -> Prepared | JobResult:
     started = utcnow()
     t0 = time.perf_counter()
     params = job.serialized_params
@@ -240,25 +292,91 @@ def _perform(job: ClaimedJob, settings: Settings) -> JobResult:
             queue_name=job.queue_name,
             executions=instance.executions,
         )
-    _current.running = True
+    return Prepared(
+        job, job_cls, job_class, instance, params, tuple(args), dict(kwargs), started, t0, settings
+    )
+
+
+def run_sync(p: Prepared) -> JobResult:
+    """The body of a prepared sync job on this thread, to its result. Never raises."""
     try:
-        with time_limit(job_cls._timeout_seconds):
-            instance.run_callbacks_and_perform(args, kwargs)
-    except BaseException as exc:  # job code's sys.exit()/KeyboardInterrupt fail the attempt too
-        result = _failed(job, job_cls, instance, params, exc, started, settings)
-    else:
-        result = JobResult(
-            id=job.id,
-            started_at=started,
-            ended_at=utcnow(),
-            finished=True,
-            preserve=should_preserve(settings, job, "succeeded", None),
-            had_executions=job.executions_count > 1,
+        _current.running = True
+        try:
+            with time_limit(p.job_cls._timeout_seconds):
+                p.instance.run_callbacks_and_perform(p.args, p.kwargs)
+        except BaseException as exc:  # job code's sys.exit()/KeyboardInterrupt fail it too
+            result = _failed(p.job, p.job_cls, p.instance, p.params, exc, p.started, p.settings)
+        else:
+            result = _succeeded(p)
+        finally:
+            _current.running = False
+        _finish_events(p.job, p.job_class, result, time.perf_counter() - p.t0)
+        return result
+    except BaseException as exc:
+        return internal_error_result(p.job, exc)
+
+
+async def run_async(p: Prepared) -> JobResult:
+    """The body of a prepared ``async def`` job on the running loop, to its result. Never
+    raises: a cancellation that is not the job's own timeout (the worker shutting down past
+    ``shutdown_timeout``) is recorded as an interrupted attempt, and the job runs again."""
+    from goodjob_mp.async_jobs import time_limit_async
+
+    try:
+        try:
+            async with time_limit_async(p.job_cls._timeout_seconds):
+                await p.instance.run_callbacks_and_perform_async(p.args, p.kwargs)
+        except asyncio.CancelledError:
+            result = interrupted_result(p.job, p.started, p.settings)
+        except BaseException as exc:
+            result = _failed(p.job, p.job_cls, p.instance, p.params, exc, p.started, p.settings)
+        else:
+            result = _succeeded(p)
+        _finish_events(p.job, p.job_class, result, time.perf_counter() - p.t0)
+        return result
+    except BaseException as exc:
+        return internal_error_result(p.job, exc)
+
+
+def _succeeded(p: Prepared) -> JobResult:
+    return JobResult(
+        id=p.job.id,
+        started_at=p.started,
+        ended_at=utcnow(),
+        finished=True,
+        preserve=should_preserve(p.settings, p.job, "succeeded", None),
+        had_executions=p.job.executions_count > 1,
+    )
+
+
+def interrupted_result(job: ClaimedJob, started: dt.datetime, settings: Settings) -> JobResult:
+    """A running attempt this process cut off itself (a coroutine cancelled at shutdown):
+    recorded as ``InterruptedError`` (event 0) and due again at once, as a killed process's
+    attempt is on its next claim; discarded as poison after ``max_interrupts``."""
+    log.warning("job %s %s interrupted: cancelled at shutdown", job.id, job.job_class)
+    if events.has_subscribers("interrupt"):
+        events.emit(
+            "interrupt",
+            job_id=job.id,
+            job_class=job.job_class,
+            queue_name=job.queue_name,
+            interrupts=job.interrupts + 1,
         )
-    finally:
-        _current.running = False
-    _finish_events(job, job_class, result, time.perf_counter() - t0)
-    return result
+    if job.interrupts + 1 >= settings.max_interrupts:
+        return discard_poison(job, settings)
+    now = utcnow()
+    return JobResult(
+        id=job.id,
+        started_at=started,
+        ended_at=now,
+        finished=False,
+        retry_at=now,
+        error=interrupted_message(started),
+        error_event=INTERRUPTED,
+        had_executions=True,
+        outcome="interrupted",
+        queue_name=job.queue_name,
+    )
 
 
 def _failed(

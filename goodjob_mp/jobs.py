@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import importlib
+import inspect
 import logging
 import math
 import sys
@@ -441,6 +442,24 @@ class Job:
         self.after_perform()
         return result
 
+    async def run_callbacks_and_perform_async(
+        self, args: Sequence[Any], kwargs: Mapping[str, Any]
+    ) -> Any:
+        """The same callbacks for an ``async def perform``; ``around_perform`` may be sync
+        (return ``perform()``) or ``async def`` (``return await perform()``)."""
+        self.arguments = (tuple(args), dict(kwargs))
+        self.before_perform()
+        result = self.around_perform(lambda: self.perform(*args, **kwargs))
+        if inspect.isawaitable(result):
+            result = await result
+        self.after_perform()
+        return result
+
+    @classmethod
+    def is_async(cls) -> bool:
+        """True for ``async def perform``: the worker runs it on its pool's event loop."""
+        return inspect.iscoroutinefunction(cls.perform)
+
     def rescue_with_handler(self, error: BaseException) -> bool:
         """Run the ``rescue_from`` handler for ``error``; False when there is none."""
         for types, name in self._rescues:
@@ -480,6 +499,10 @@ class Job:
 
         instance = cls()
         instance.executions = 1
+        if cls.is_async():
+            from goodjob_mp.async_jobs import perform_now_async, run_blocking
+
+            return run_blocking(perform_now_async(instance, args, kwargs))
         try:
             with time_limit(cls._timeout_seconds):
                 return instance.run_callbacks_and_perform(args, kwargs)
@@ -550,6 +573,20 @@ class JobFunction(Generic[P, R]):
         return self.job_class.job_class_name  # type: ignore[return-value]
 
 
+def _perform(func: Callable[..., Any]) -> Callable[..., Any]:
+    def perform(self: Job, *args: Any, **kwargs: Any) -> Any:
+        return func(*args, **kwargs)
+
+    return perform
+
+
+def _async_perform(func: Callable[..., Any]) -> Callable[..., Any]:
+    async def perform(self: Job, *args: Any, **kwargs: Any) -> Any:
+        return await func(*args, **kwargs)
+
+    return perform
+
+
 @overload
 def job(fn: Callable[P, R], /) -> JobFunction[P, R]: ...
 
@@ -583,8 +620,7 @@ def job(
     opts = _DecoratorOptions(queue, priority, labels, name, retry_on, discard_on, timeout)
 
     def wrap(func: Callable[P, R]) -> JobFunction[P, R]:
-        def perform(self: Job, *args: Any, **kwargs: Any) -> Any:
-            return func(*args, **kwargs)
+        perform = _async_perform(func) if inspect.iscoroutinefunction(func) else _perform(func)
 
         job_cls = type(
             func.__name__,

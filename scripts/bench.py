@@ -2,6 +2,7 @@
 
     python scripts/bench.py [--jobs 20000] [--json out.json] [--supervisor] [--recovery]
                             [--drain-only] [--advisory-locks] [--backlog [200000]]
+                            [--async] [--metrics]
 
 --drain-only runs only the two drains (quick before/after comparisons of the hot path).
 --advisory-locks also drains with GoodJob's per-job advisory locks taken (advisory_locks=always)
@@ -9,6 +10,13 @@ and without (never), to show their cost.
 --backlog measures claims behind a deep queue: enqueue-to-start latency of a `latency` pool with
 N jobs waiting on queue `backlog`, and the drain rate of a `default` pool with N (and with 10,000)
 jobs waiting on `backlog`.
+
+--async drains a no-op ``async def`` job (run on the pool's event loop) beside the sync no-op,
+alternately, best of three each, with the ratio async/sync; preserved records, one pool of 5
+threads.
+--metrics drains the sync no-op again with the Prometheus job metrics installed (multiprocess
+files, as in a supervisor's children), with the ratio to the plain drain, best of three each
+(run last: the metrics stay installed).
 
 --recovery times how long a job cut off by kill -9 takes to start again: of a child (its
 supervisor hands the job back and restarts the pool), and of a whole host (supervisor and
@@ -51,6 +59,11 @@ from goodjob_mp.worker.worker import Worker  # noqa: E402
 
 _started: dict[str, float] = {}
 _start_event = threading.Event()
+
+
+@gj.job(queue="default")
+async def async_noop() -> None:
+    pass
 
 
 @gj.job(queue="latency")
@@ -112,6 +125,7 @@ def bench_drain(
     preserve: bool,
     *,
     backlog: int = 0,
+    job: object = noop,
     **settings_: object,
 ) -> float:
     truncate(conn)
@@ -119,7 +133,7 @@ def bench_drain(
         enqueue_backlog(conn, backlog)
     with gj.bulk():
         for _ in range(n):
-            noop.perform_later()
+            job.perform_later()  # type: ignore[attr-defined]
     conn.execute("VACUUM ANALYZE good_jobs")
     settings = load_settings({"preserve_job_records": preserve, "poll_interval": 1.0, **settings_})
     t0 = time.perf_counter()
@@ -315,6 +329,18 @@ def bench_recovery_host(conn: psycopg.Connection, url: str, dead_after: float | 
     }
 
 
+def install_metrics() -> None:
+    """The job metrics as a supervisor's child has them: mmap files in a private directory."""
+    import tempfile
+
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="goodjob-bench-metrics-")
+    from prometheus_client import CollectorRegistry
+
+    from goodjob_mp.metrics import install
+
+    install(registry=CollectorRegistry())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--jobs", type=int, default=20_000)
@@ -333,6 +359,8 @@ def main() -> None:
     parser.add_argument(
         "--backlog", type=int, nargs="?", const=200_000, help="claims behind N waiting jobs"
     )
+    parser.add_argument("--async", dest="async_", action="store_true", help="async no-op drain")
+    parser.add_argument("--metrics", action="store_true", help="drain with metrics installed")
     parser.add_argument("--json", help="write the results here too")
     args = parser.parse_args()
 
@@ -376,6 +404,22 @@ def main() -> None:
                 results["supervisor_one_pool_jobs_per_s"] = round(
                     bench_supervisor_drain(conn, url, args.supervisor_jobs, "*:5")
                 )
+            if args.async_:
+                # Alternated, best of three each: the box's noise hits both alike.
+                sync_rate = async_rate = 0.0
+                for _ in range(3):
+                    sync_rate = max(sync_rate, bench_drain(conn, args.jobs, True))
+                    async_rate = max(async_rate, bench_drain(conn, args.jobs, True, job=async_noop))
+                results["drain_sync_noop_jobs_per_s"] = round(sync_rate)
+                results["drain_async_noop_jobs_per_s"] = round(async_rate)
+                results["async_to_sync_drain_ratio"] = round(async_rate / sync_rate, 3)
+            if args.metrics:
+                plain = max(bench_drain(conn, args.jobs, True) for _ in range(3))
+                install_metrics()
+                measured = max(bench_drain(conn, args.jobs, True) for _ in range(3))
+                results["drain_without_metrics_jobs_per_s"] = round(plain)
+                results["drain_with_metrics_jobs_per_s"] = round(measured)
+                results["metrics_to_plain_drain_ratio"] = round(measured / plain, 3)
             if args.recovery:
                 results["recovery_child_kill9"] = bench_recovery_child(conn, url)
                 results["recovery_host_gone"] = bench_recovery_host(

@@ -109,6 +109,7 @@ class Arbiter:
         self.daemon_handle = daemon_handle
         self.registry = Registry(self.process_id, self.state)
         self.probe: Any = None
+        self.metrics: Any = None
         self.cron: Any = None
         self.notifier: Any = None
         self.duties: list[Any] = []
@@ -147,6 +148,7 @@ class Arbiter:
                 self.settings.probe_port, self.settings.probe_bind, status=self.probe_status
             )
             log.info("probe server listening on port %d (%s)", self.probe.port, self.probe.host)
+            self._setup_metrics()
         self.registry.open()  # DB unreachable: fails here, before anything is forked
         self._setup_cron()
         self.duties = self._make_duties()
@@ -158,6 +160,27 @@ class Arbiter:
             len(self.pools),
             "; ".join(f"{s.pool.text} ({s.threads} threads)" for s in self.pools),
         )
+
+    def _setup_metrics(self) -> None:
+        """Before the first fork: the children must inherit the multiprocess directory."""
+        from goodjob_mp.metrics import exporter
+
+        if not self.settings.enable_metrics:
+            return
+        if not exporter.available():
+            log.info("metrics: /metrics is off (pip install 'goodjob-mp[metrics]' to serve it)")
+            return
+        self.metrics = exporter.SupervisorMetrics(
+            lambda: report.metric_pools(self.pools), self._queue_stats
+        )
+        self.metrics.start()
+        self.probe.metrics = self.metrics.render
+
+    def _queue_stats(self) -> Any:
+        from goodjob_mp.db.job_store import utcnow
+        from goodjob_mp.metrics.queue_stats import read_queue_stats
+
+        return self.registry.read("queue stats", lambda conn: read_queue_stats(conn, utcnow()))
 
     def _make_duties(self) -> list[Any]:
         s = self.settings
@@ -208,6 +231,8 @@ class Arbiter:
         for fd in (self._wake_r, self._wake_w):
             if fd >= 0:
                 os.close(fd)
+        if self.metrics is not None:
+            self.metrics.close()
 
     # --- signals ------------------------------------------------------------------------------
 
@@ -510,7 +535,7 @@ class Arbiter:
         if not all(c is not None and c.state is ChildState.RUNNING for c in current):
             return
         idle = min(now - c.last_report + c.idle for c in current if c is not None)
-        busy = any(c.busy for c in self.children.values())
+        busy = any(c.busy or c.coroutines for c in self.children.values())
         if not busy and idle >= timeout:
             log.info("no job performed for %.0fs (--idle-timeout): stopping", idle)
             self.begin_drain(self.settings.shutdown_timeout, "idle timeout")
@@ -592,6 +617,7 @@ class Arbiter:
         )
         self.children[pid] = child
         slot.current = child
+        slot.forks += 1
         log.info("forked child %d for pool %s", pid, slot.pool.text)
 
     def _child_side(
@@ -718,6 +744,7 @@ class Arbiter:
                 continue
             child.listener = bool(message.get("listener", child.listener))
             child.busy = int(message.get("busy", child.busy))
+            child.coroutines = int(message.get("coroutines", child.coroutines))
             child.idle = float(message.get("idle", child.idle))
             if message.get("ready") and child.state is ChildState.STARTING:
                 self.mark_ready(child)

@@ -38,8 +38,12 @@ from goodjob_mp.db.connection import connect
 from goodjob_mp.db.migrate import ensure_current
 from goodjob_mp.db.start_journal import StartJournal
 from goodjob_mp.execution import (
+    Prepared,
+    begin,
     close_interrupted_attempt,
-    perform,
+    interrupted_result,
+    run_async,
+    run_sync,
     set_thread_shutdown_check,
 )
 from goodjob_mp.features import pauses as pause_policy
@@ -47,6 +51,7 @@ from goodjob_mp.features.known_classes import UnknownClassLog
 from goodjob_mp.queues import PoolSpec, parse_pools
 from goodjob_mp.worker.batching import claim_limit, ewma
 from goodjob_mp.worker.cache import ScheduledCache
+from goodjob_mp.worker.event_loop import EventLoopRunner, cancel_after
 from goodjob_mp.worker.pause_watch import PauseWatch
 
 log = logging.getLogger("goodjob_mp.worker")
@@ -98,6 +103,9 @@ class Worker:
         self._avg_duration: float | None = None
         self._cache = ScheduledCache(settings.max_cache)
         self._threads: list[threading.Thread] = []
+        # async def jobs: one event loop per pool, its thread started by the first such job.
+        self._loop = EventLoopRunner(settings.async_concurrency, "gj-event-loop")
+        self._stop_at: float | None = None
         self._executors: list[threading.Thread] = []
         self._fetch_conn: psycopg.Connection | None = None
         self._journal: StartJournal | None = None
@@ -157,6 +165,8 @@ class Worker:
 
     def request_stop(self) -> None:
         """Stop claiming; running jobs go on; buffered jobs are handed back."""
+        if self._stop_at is None:
+            self._stop_at = time.monotonic()
         self._stopping.set()
         self._wake.set()
 
@@ -181,6 +191,11 @@ class Worker:
     @property
     def busy(self) -> int:
         return self._busy
+
+    @property
+    def coroutines(self) -> int:
+        """``async def`` jobs running on the pool's event loop now."""
+        return self._loop.running
 
     @property
     def buffered(self) -> int:
@@ -373,8 +388,15 @@ class Worker:
         threading.Thread(target=self._after_executors, name="gj-closer", daemon=True).start()
 
     def _after_executors(self) -> None:
+        after = cancel_after(self.settings.shutdown_timeout)
+        cancel_at = None if after is None else (self._stop_at or time.monotonic()) + after
         for thread in self._executors:
-            thread.join()
+            # An executor may wait for a coroutine slot: cancelling frees it.
+            while thread.is_alive():
+                thread.join(0.2)
+                if cancel_at is not None and time.monotonic() >= cancel_at:
+                    self._loop.cancel_all()
+        self._loop.close(cancel_at)
         self._results.put(None)
 
     # --- executors --------------------------------------------------------------------------
@@ -399,7 +421,12 @@ class Worker:
             # Before the body: after a kill -9 only journaled jobs count as interrupted.
             journal.started(job.id)
             try:
-                result = perform(job, settings)
+                step = begin(job, settings)
+                if isinstance(step, Prepared) and step.is_async:
+                    self._submit_async(step)  # to the pool's event loop; the thread goes on
+                    result = None
+                else:
+                    result = step if isinstance(step, job_store.JobResult) else run_sync(step)
             except BaseException as exc:  # a bug in our code, not the job's: keep the job
                 log.exception("internal error performing job %s", job.id)
                 now = job_store.utcnow()
@@ -413,13 +440,30 @@ class Worker:
                     error_event=1,
                     outcome="retried",
                 )
-            self._avg_duration = ewma(self._avg_duration, time.perf_counter() - t0)
-            result.advisory_locked = job.advisory_locked
-            results.put(result)
+            if result is not None:
+                self._avg_duration = ewma(self._avg_duration, time.perf_counter() - t0)
+                result.advisory_locked = job.advisory_locked
+                results.put(result)
             with self._busy_lock:
                 self._busy -= 1
             if work.qsize() == 0:
                 self._wake.set()  # a thread is free and nothing is buffered: claim now
+
+    def _submit_async(self, step: Prepared) -> None:
+        job = step.job
+        t0 = time.perf_counter()
+
+        def done(result: job_store.JobResult) -> None:
+            # Claim sizing follows how long jobs take, coroutines included.
+            self._avg_duration = ewma(self._avg_duration, time.perf_counter() - t0)
+            result.advisory_locked = job.advisory_locked
+            self._results.put(result)
+            if self._work.qsize() == 0:
+                self._wake.set()
+
+        self._loop.submit(
+            run_async(step), done, lambda: interrupted_result(job, step.started, step.settings)
+        )
 
     # --- completer --------------------------------------------------------------------------
 
