@@ -692,6 +692,14 @@ def deserialize_arguments(arguments: list[Any]) -> tuple[list[Any], dict[str, An
             raise DeserializationError(
                 f"cannot read {path}: {unreadable.reason}", path=path
             ) from None
+        except RecursionError:
+            # The reader recurses once per level: a value that json.loads could still decode
+            # may be too deep for it (the writer refuses such values, see _too_deep_error).
+            path = f"arguments[{index}]"
+            raise DeserializationError(
+                f"cannot read {path}: it is nested deeper than Python's recursion limit",
+                path=path,
+            ) from None
     return args, kwargs
 
 
