@@ -160,9 +160,9 @@ def thread_connection() -> psycopg.Connection:
     if conn is None or _local.pid != os.getpid() or conn.closed or conn.broken:
         if conn is not None and _local.pid == os.getpid():
             conn.close()
-        _local.conn = connect()
+        conn = _local.conn = connect()
         _local.pid = os.getpid()
-    return _local.conn
+    return conn
 
 
 def close_thread_connection() -> None:

@@ -53,7 +53,7 @@ def schema_missing_error(exc: BaseException) -> SchemaOutdatedError:
 def available_migrations() -> list[tuple[str, str]]:
     """(version, sql) for every migration file, in order. Version = the file name's stem."""
     folder = resources.files("goodjob_mp.db") / "migrations"
-    files = sorted(f for f in folder.iterdir() if f.name.endswith(".sql"))
+    files = sorted((f for f in folder.iterdir() if f.name.endswith(".sql")), key=lambda f: f.name)
     return [(f.name.removesuffix(".sql"), f.read_text()) for f in files]
 
 
@@ -71,7 +71,8 @@ def migrate(conn: psycopg.Connection, *, goodjob_indexes: bool = False) -> list[
     """Apply pending migrations in one transaction; return the versions applied."""
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATE_LOCK_KEY,))
-        adopted = conn.execute(TABLE_EXISTS, ("good_jobs",)).fetchone()[0]
+        found = conn.execute(TABLE_EXISTS, ("good_jobs",)).fetchone()
+        adopted = bool(found and found[0])
         conn.execute(CREATE_MIGRATIONS_TABLE)
         applied = {row[0] for row in conn.execute(APPLIED_VERSIONS)}
         log.debug("migrate: versions already applied: %s", ", ".join(sorted(applied)) or "none")

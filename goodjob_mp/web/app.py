@@ -21,7 +21,7 @@ import os
 import secrets
 import threading
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, MutableMapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -165,10 +165,11 @@ class Dashboard:
     def render(
         self, request: Request, name: str, context: dict[str, Any], status: int = 200
     ) -> Response:
-        token = request.cookies.get(CSRF_COOKIE)
-        fresh = not csrf_token_valid(self.secret, token)
-        if fresh:
-            token = new_csrf_token(self.secret)
+        cookie = request.cookies.get(CSRF_COOKIE)
+        if cookie is not None and csrf_token_valid(self.secret, cookie):
+            token, fresh = cookie, False
+        else:
+            token, fresh = new_csrf_token(self.secret), True
         root = request.scope.get("root_path", "").rstrip("/")
         context = {"page": "", **context}
         html = self.templates.get_template(name).render(
@@ -340,7 +341,7 @@ class _Guard:
             request = Request(scope, _replay(body, original))
         refusal = await self._refusal(request)
 
-        async def send_with_headers(message: dict) -> None:
+        async def send_with_headers(message: MutableMapping[str, Any]) -> None:
             if message["type"] == "http.response.start":
                 headers = list(message.get("headers", []))
                 present = {k.lower() for k, _ in headers}
@@ -378,7 +379,9 @@ class _Guard:
         if not origin_ok(request.headers.get("origin"), request.headers.get("host")):
             return self.dash.error(request, 403, "Cross-site request refused.")
         form = await request.form()
-        if not csrf_ok(self.dash.secret, request.cookies.get(CSRF_COOKIE), form.get(CSRF_FIELD)):
+        submitted = form.get(CSRF_FIELD)  # a file upload under that name is no token
+        token = submitted if isinstance(submitted, str) else None
+        if not csrf_ok(self.dash.secret, request.cookies.get(CSRF_COOKIE), token):
             return self.dash.error(
                 request,
                 403,
@@ -390,7 +393,8 @@ class _Guard:
 
 async def _read_body(receive: Callable[[], Any]) -> bytes | None:
     """The request body, or None past MAX_FORM_BYTES (a chunked upload says no length)."""
-    chunks, size = [], 0
+    chunks: list[bytes] = []
+    size = 0
     while True:
         message = await receive()
         if message["type"] != "http.request":
