@@ -105,3 +105,25 @@ def test_worker_discards_an_unreadable_payload_and_keeps_running(start, records,
     output = sup.output()
     assert "RecursionError" in output and "Traceback" not in output
     assert "restarting pool" not in output
+
+
+def test_dashboard_shows_an_unreadable_payload(db, database_url):
+    pytest.importorskip("starlette", reason="the dashboard needs the 'web' extra")
+    pytest.importorskip("httpx", reason="Starlette's test client needs httpx")
+    from starlette.testclient import TestClient
+
+    from goodjob_mp.web import create_app
+
+    deep = "[" + "[" * DEPTH + "]" * DEPTH + "]"
+    bad = insert_raw(db, "tests.jobs_for_tests.remember", deep)
+    insert_raw(db, "tests.jobs_for_tests.remember", '["readable"]')
+    app = create_app(database_url=database_url)
+    try:
+        with TestClient(app) as client:
+            listing = client.get("/jobs")
+            assert listing.status_code == 200 and "readable" in listing.text
+            assert "unreadable JSON" in listing.text
+            page = client.get(f"/jobs/{bad}")
+            assert page.status_code == 200 and "nested too deeply" in page.text
+    finally:
+        app.state.dashboard.close()

@@ -125,6 +125,7 @@ class Dashboard:
         with self._lock:
             if self._pool is None or self._pool_pid != os.getpid():
                 from goodjob_mp.db.connection import database_url, session_conninfo
+                from goodjob_mp.db.jsonb import use_safe_loads
 
                 conninfo = session_conninfo(self.database_url or database_url())
                 # One plain connection first: an unreachable database fails this request within
@@ -135,6 +136,8 @@ class Dashboard:
                     min_size=1,
                     max_size=self.pool_size,
                     kwargs={"autocommit": True},
+                    # a jsonb value too deep to decode shows as unreadable, not as a 500
+                    configure=use_safe_loads,
                     open=True,
                     name="goodjob-dashboard",
                     timeout=10,
@@ -494,13 +497,15 @@ async def job_page(dash: Dashboard, request: Request) -> Response:
         return dash.error(request, 404, f"No job {job_id} (finished jobs may be cleaned up).")
     job = detail.job
     params = job.get("serialized_params") or {}
+    # not a dict: an UnreadableJSON (goodjob_mp.db.jsonb) or a foreign writer's odd value
+    arguments = params.get("arguments") if isinstance(params, dict) else params
     return dash.render(
         request,
         "job.html",
         {
             "page": "jobs",
             "job": job,
-            "arguments": params.get("arguments"),
+            "arguments": arguments,
             "params": params,
             "executions": detail.executions,
             "actions": admin.allowed_actions(job["state"], job["locked_by_id"] is not None),
