@@ -4,16 +4,23 @@ stays up and goes on running the other jobs."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
+import shutil
+import subprocess
+import threading
 import uuid
 
 import pytest
 
 from goodjob_mp.db.jsonb import UnreadableJSON, loads
 from goodjob_mp.serialization import (
+    MAX_NESTING,
     DeserializationError,
     SerializationError,
     deserialize_arguments,
+    dumps,
+    serialize_arguments,
 )
 from tests import jobs_for_tests as J
 from tests.supervising import *  # noqa: F403 - fixtures
@@ -47,16 +54,87 @@ def insert_raw(db, job_class: str, arguments_json: str) -> uuid.UUID:
     return job_id
 
 
+def json_depth(value) -> int:
+    depth, level = 0, [(value, 1)]
+    while level:
+        item, d = level.pop()
+        if isinstance(item, (list, dict)):
+            depth = max(depth, d)
+            level.extend((v, d + 1) for v in (item.values() if isinstance(item, dict) else item))
+    return depth
+
+
 def test_enqueue_refuses_arguments_nested_too_deeply(db):
+    for depth in (MAX_NESTING + 1, DEPTH):
+        with pytest.raises(SerializationError) as caught:
+            J.remember.perform_later(nested_list(depth))
+        message = str(caught.value)
+        assert f"nested more than {MAX_NESTING} containers deep" in message, message
+        assert "inside argument 1" in message and "more)" in message
+        assert caught.value.path == "args[0]" + "[0]" * MAX_NESTING
     with pytest.raises(SerializationError) as caught:
-        J.remember.perform_later(nested_list(DEPTH))
-    message = str(caught.value)
-    assert "nested deeper than Python's recursion limit" in message
-    assert "argument 1" in message and caught.value.path == "args[0]"
-    with pytest.raises(SerializationError) as caught:
-        J.remember.perform_later("x", extra=nested_list(DEPTH))
-    assert caught.value.path == "kwargs['extra']"
+        J.remember.perform_later("x", extra=nested_list(MAX_NESTING))  # + the keywords hash
+    assert caught.value.path.startswith("kwargs['extra'][0]")
+    with pytest.raises(SerializationError):
+        J.remember.perform_later(nested_tuple(MAX_NESTING + 1))
     assert db.execute("SELECT count(*) FROM good_jobs").fetchone()[0] == 0
+
+
+def nested_tuple(depth: int) -> tuple:
+    value: tuple = ()
+    for _ in range(depth - 1):
+        value = (value,)
+    return value
+
+
+def ruby_decodes(text: str) -> bool:
+    """Whether Active Support (what Rails' jsonb columns decode with) reads ``text``."""
+    done = subprocess.run(
+        [
+            "ruby",
+            "-ractive_support",
+            "-ractive_support/json",
+            "-e",
+            "ActiveSupport::JSON.decode(STDIN.read)",
+        ],
+        input=text,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    if "cannot load such file" in done.stderr:
+        pytest.skip("Ruby lacks Active Support")
+    return done.returncode == 0
+
+
+def test_the_deepest_accepted_arguments_are_read_back_by_rails_and_by_the_worker():
+    from goodjob_mp.enqueue import build_serialized_params
+
+    for args, kwargs in (
+        ([nested_list(MAX_NESTING)], {}),
+        ([], {"extra": nested_list(MAX_NESTING - 1)}),
+        ([nested_tuple(MAX_NESTING)], {}),
+    ):
+        arguments = serialize_arguments(args, kwargs)
+        params = build_serialized_params(
+            "X", uuid.uuid4(), "q", None, arguments, dt.datetime(2026, 1, 1), None
+        )
+        text = dumps(params)
+        stored = json.loads(text)
+        if not isinstance(args[0] if args else None, tuple):
+            # Ruby's JSON.parse (ActiveSupport::JSON.decode, how Rails reads jsonb) accepts 100.
+            assert json_depth(stored) == 100
+            if shutil.which("ruby"):
+                assert ruby_decodes(text) and not ruby_decodes(f"[{text}]")
+        # The worker reads it in a thread, with the stack a worker thread has.
+        read: list = []
+        thread = threading.Thread(
+            target=lambda out, arguments: out.append(deserialize_arguments(arguments)),
+            args=(read, stored["arguments"]),
+        )
+        thread.start()
+        thread.join()
+        assert read == [(list(args), kwargs)]
 
 
 def test_safe_loads_turns_a_too_deep_value_into_a_marker():
