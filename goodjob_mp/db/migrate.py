@@ -187,9 +187,9 @@ def ensure_current(conn: psycopg.Connection) -> list[str]:
     if tuple(missing) not in _warned:
         _warned.add(tuple(missing))
         log.warning(
-            "the good_job tables have everything goodjob_mp needs (made by GoodJob's own "
-            "migrations?), but migration(s) %s, which only add indexes, are not applied: "
-            "claims and the dashboard may be slower; run `goodjob-supervisor migrate` to add them",
+            "the good_job tables have every column goodjob_mp needs (made by GoodJob's own "
+            "migrations?), but migration(s) %s are not applied; all they would still add is "
+            "indexes (claims and the dashboard may be slower): run `goodjob-supervisor migrate`",
             ", ".join(missing),
         )
     return missing
