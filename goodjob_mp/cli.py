@@ -210,9 +210,11 @@ def migrate(ctx: click.Context, check: bool, goodjob_indexes: bool | None) -> No
         if check:
             missing = migrations.pending_migrations(conn)
             if missing:
+                usable = not migrations.blocking_migrations(conn, missing)
                 click.echo(
-                    f"database is behind: pending {', '.join(missing)}; "
-                    "run: goodjob-supervisor migrate",
+                    f"database is behind: pending {', '.join(missing)}"
+                    + (" (indexes only: workers run without them, slower)" if usable else "")
+                    + "; run: goodjob-supervisor migrate",
                     err=True,
                 )
                 sys.exit(1)

@@ -26,6 +26,7 @@ from goodjob_mp.backoff import retry_wait_seconds
 from goodjob_mp.config import Settings
 from goodjob_mp.db import job_store
 from goodjob_mp.db.job_store import ClaimedJob, JobResult, utcnow
+from goodjob_mp.db.jsonb import UnreadableJSON
 from goodjob_mp.jobs import Job, RetryOn, UnknownJobClassError, importable_packages, lookup
 from goodjob_mp.serialization import DeserializationError, deserialize_arguments
 from goodjob_mp.timeouts import time_limit
@@ -265,8 +266,12 @@ def _begin(job: ClaimedJob, settings: Settings) -> Prepared | JobResult:
     started = utcnow()
     t0 = time.perf_counter()
     params = job.serialized_params
-    job_class = job.job_class or (params or {}).get("job_class")
+    job_class = job.job_class or (params.get("job_class") if isinstance(params, dict) else None)
     try:
+        if isinstance(params, UnreadableJSON):
+            raise DeserializationError(
+                f"serialized_params of job {job.id} cannot be read: {params.reason}"
+            )
         if not isinstance(params, dict) or not isinstance(params.get("arguments", []), list):
             raise DeserializationError(
                 f"serialized_params of job {job.id} is not an Active Job payload: {params!r:.200}"
@@ -275,7 +280,7 @@ def _begin(job: ClaimedJob, settings: Settings) -> Prepared | JobResult:
         args, kwargs = deserialize_arguments(params.get("arguments") or [])
     except (UnknownJobClassError, DeserializationError) as exc:
         error = f"{type(exc).__name__}: {exc}"
-        log.error("job %s (%s) on %s discarded: %s", job.id, job_class, job.queue_name, error)
+        # One log line for it: _finish_events says "discarded" with the error.
         result = _discard(job, started, error, settings)
         _finish_events(job, job_class, result, time.perf_counter() - t0)
         return result

@@ -171,7 +171,8 @@ def test_goodjob_full_index_set_is_opt_in(database_url, opt_in):
         before = conn.execute(
             "SELECT count(*) FROM pg_indexes WHERE tablename LIKE 'good_job%'"
         ).fetchone()[0]
-        assert before == 17  # 5 primary keys + 2 unique + 4 lean + 2 claim (0002) + 4 (0004)
+        # 5 primary keys + 2 unique + 4 lean + 2 claim (0002) + 4 (0004) + 1 GoodJob's (0006)
+        assert before == 18
         migrate(conn, goodjob_indexes=opt_in)
         after = conn.execute(
             "SELECT count(*) FROM pg_indexes WHERE tablename LIKE 'good_job%'"
@@ -188,6 +189,7 @@ def test_goodjob_full_index_set_is_opt_in(database_url, opt_in):
             "'index_good_jobs_on_created_at', 'index_good_jobs_on_scheduled_at',"
             "'index_good_jobs_on_performed_at_running',"
             "'index_good_job_executions_on_finished_at_brin',"
-            "'index_good_job_executions_on_active_job_id_and_created_at')"
+            "'index_good_job_executions_on_active_job_id_and_created_at',"
+            "'index_good_jobs_on_unfinished_or_errored')"
         ).fetchall():
             conn.execute(f"DROP INDEX {name}")

@@ -242,11 +242,11 @@ def claim_sql(
     performing it) is skipped. The lock is taken only on rows this statement row-locked (the
     candidates are materialised first), so a skipped row never leaves a lock behind.
     """
-    where = [_RUNNABLE]
+    where: list[sql.Composable] = [_RUNNABLE]
     if selector.kind in _QUEUE_CONDITIONS:
         where.append(_QUEUE_CONDITIONS[selector.kind])
     where.extend(sql.SQL("({})").format(c.sql) for c in conditions)
-    order = sql.SQL(_PLAIN_ORDER)
+    order: sql.Composable = sql.SQL(_PLAIN_ORDER)
     if selector.ordered:
         order = sql.SQL("array_position(%(queues)s::text[], queue_name), ") + order
     candidates = _CANDIDATES.format(where=sql.SQL(" AND ").join(where), order=order)
@@ -316,7 +316,7 @@ def claim_jobs(
     process_id: uuid.UUID,
     limit: int,
     *,
-    sql_text: sql.Composable | str | None = None,
+    sql_text: sql.Composed | str | None = None,
     now: dt.datetime | None = None,
     statement: ClaimStatement | None = None,
 ) -> list[ClaimedJob]:

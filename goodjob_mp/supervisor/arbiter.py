@@ -65,7 +65,7 @@ MAX_QUEUED_SIGNALS = 32
 LOOP_TICK = 1.0
 
 # The signal table: what each signal means is the handle_<name> method of that name.
-SIGNAL_NAMES = {
+SIGNAL_NAMES: dict[int, str] = {
     signal.SIGTERM: "term",
     signal.SIGINT: "int",
     signal.SIGQUIT: "quit",

@@ -106,7 +106,7 @@ class ProbeServer:
     def sockets(self) -> tuple[list[socket.socket], list[socket.socket]]:
         """Sockets to wait on, for ``select.select``: (wait until readable, wait until writable)."""
         readers = [self._listener]
-        writers = []
+        writers: list[socket.socket] = []
         for conn in self._connections.values():
             (writers if conn.outgoing is not None else readers).append(conn.sock)
         return readers, writers

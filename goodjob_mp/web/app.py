@@ -21,7 +21,7 @@ import os
 import secrets
 import threading
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, MutableMapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -125,6 +125,7 @@ class Dashboard:
         with self._lock:
             if self._pool is None or self._pool_pid != os.getpid():
                 from goodjob_mp.db.connection import database_url, session_conninfo
+                from goodjob_mp.db.jsonb import use_safe_loads
 
                 conninfo = session_conninfo(self.database_url or database_url())
                 # One plain connection first: an unreachable database fails this request within
@@ -135,6 +136,8 @@ class Dashboard:
                     min_size=1,
                     max_size=self.pool_size,
                     kwargs={"autocommit": True},
+                    # a jsonb value too deep to decode shows as unreadable, not as a 500
+                    configure=use_safe_loads,
                     open=True,
                     name="goodjob-dashboard",
                     timeout=10,
@@ -165,10 +168,11 @@ class Dashboard:
     def render(
         self, request: Request, name: str, context: dict[str, Any], status: int = 200
     ) -> Response:
-        token = request.cookies.get(CSRF_COOKIE)
-        fresh = not csrf_token_valid(self.secret, token)
-        if fresh:
-            token = new_csrf_token(self.secret)
+        cookie = request.cookies.get(CSRF_COOKIE)
+        if cookie is not None and csrf_token_valid(self.secret, cookie):
+            token, fresh = cookie, False
+        else:
+            token, fresh = new_csrf_token(self.secret), True
         root = request.scope.get("root_path", "").rstrip("/")
         context = {"page": "", **context}
         html = self.templates.get_template(name).render(
@@ -340,7 +344,7 @@ class _Guard:
             request = Request(scope, _replay(body, original))
         refusal = await self._refusal(request)
 
-        async def send_with_headers(message: dict) -> None:
+        async def send_with_headers(message: MutableMapping[str, Any]) -> None:
             if message["type"] == "http.response.start":
                 headers = list(message.get("headers", []))
                 present = {k.lower() for k, _ in headers}
@@ -378,7 +382,9 @@ class _Guard:
         if not origin_ok(request.headers.get("origin"), request.headers.get("host")):
             return self.dash.error(request, 403, "Cross-site request refused.")
         form = await request.form()
-        if not csrf_ok(self.dash.secret, request.cookies.get(CSRF_COOKIE), form.get(CSRF_FIELD)):
+        submitted = form.get(CSRF_FIELD)  # a file upload under that name is no token
+        token = submitted if isinstance(submitted, str) else None
+        if not csrf_ok(self.dash.secret, request.cookies.get(CSRF_COOKIE), token):
             return self.dash.error(
                 request,
                 403,
@@ -390,7 +396,8 @@ class _Guard:
 
 async def _read_body(receive: Callable[[], Any]) -> bytes | None:
     """The request body, or None past MAX_FORM_BYTES (a chunked upload says no length)."""
-    chunks, size = [], 0
+    chunks: list[bytes] = []
+    size = 0
     while True:
         message = await receive()
         if message["type"] != "http.request":
@@ -490,13 +497,15 @@ async def job_page(dash: Dashboard, request: Request) -> Response:
         return dash.error(request, 404, f"No job {job_id} (finished jobs may be cleaned up).")
     job = detail.job
     params = job.get("serialized_params") or {}
+    # not a dict: an UnreadableJSON (goodjob_mp.db.jsonb) or a foreign writer's odd value
+    arguments = params.get("arguments") if isinstance(params, dict) else params
     return dash.render(
         request,
         "job.html",
         {
             "page": "jobs",
             "job": job,
-            "arguments": params.get("arguments"),
+            "arguments": arguments,
             "params": params,
             "executions": detail.executions,
             "actions": admin.allowed_actions(job["state"], job["locked_by_id"] is not None),
