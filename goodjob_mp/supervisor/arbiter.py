@@ -38,7 +38,7 @@ from goodjob_mp.config import Settings
 from goodjob_mp.queues import parse_pools
 from goodjob_mp.supervisor import child as child_mod
 from goodjob_mp.supervisor import duties as duty_mod
-from goodjob_mp.supervisor import report
+from goodjob_mp.supervisor import reaping, report
 from goodjob_mp.supervisor.children import (
     Child,
     ChildState,
@@ -428,19 +428,9 @@ class Arbiter:
     def reap(self) -> None:
         gone: list[tuple[Child, int]] = []
         for child in list(self.children.values()):
-            try:
-                exited = os.waitid(os.P_PID, child.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
-            except ChildProcessError:
-                exited = None
-            if exited is not None:
-                # Exited but not yet reaped, so its pid (the group's id) cannot be reused yet:
-                # end whatever its jobs left running in its group.
-                _kill_group(child.pid)
-            try:
-                pid, status = os.waitpid(child.pid, os.WNOHANG)
-            except ChildProcessError:
-                pid, status = child.pid, 0
-            if pid == 0:
+            # Ends whatever its jobs left running in its group, then reaps (see reaping.py).
+            status = reaping.collect_exited(child.pid)
+            if status is None:
                 continue
             self._read_status(child)
             del self.children[child.pid]
@@ -726,7 +716,7 @@ class Arbiter:
 
     def _signal(self, child: Child, signum: int) -> None:
         if signum == signal.SIGKILL:
-            _kill_group(child.pid)  # the child and whatever its jobs spawned
+            reaping.kill_group(child.pid)  # the child and whatever its jobs spawned
         try:
             os.kill(child.pid, signum)
         except ProcessLookupError:
@@ -764,13 +754,6 @@ class Arbiter:
             cron_enabled=self.cron is not None,
             pools=self.pools,
         )
-
-
-def _kill_group(pgid: int) -> None:
-    try:
-        os.killpg(pgid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
 
 
 def _earlier(a: float | None, b: float | None) -> float | None:
