@@ -161,7 +161,9 @@ class Arbiter:
 
     def _make_duties(self) -> list[Any]:
         s = self.settings
-        made: list[Any] = [duty_mod.Heartbeat(self.registry, s.heartbeat_interval)]
+        made: list[Any] = []
+        if s.heartbeat_interval > 0:  # -1: the row is written at start only (its lock is liveness)
+            made.append(duty_mod.Heartbeat(self.registry, s.heartbeat_interval))
         if s.dead_process_timeout > 0:
             made.append(duty_mod.Sweep(self.registry, s.dead_process_timeout))
         if self.cron is not None:
