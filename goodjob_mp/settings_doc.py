@@ -91,8 +91,7 @@ MEANINGS: dict[str, str] = {
     "(comma-separated in the environment).",
     "log_level": "Level of the goodjob_mp loggers: debug, info, warning, error, critical.",
     "embedded": "With no database URL, start a private PostgreSQL in `state_dir` (demos only).",
-    "enqueue_pool_size": "Most connections enqueue keeps open per process (threads share "
-    "them).",
+    "enqueue_pool_size": "Most connections enqueue keeps open per process (threads share them).",
     "on_unknown_job_class": "A job whose class this process cannot import: `skip` leaves it to "
     "a process that can; `discard` discards it with an error.",
     "advisory_locks": "Take GoodJob's per-job advisory lock while a job runs: `auto` (while a "
