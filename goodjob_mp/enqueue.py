@@ -293,11 +293,19 @@ def _emit(row: NewJob) -> None:
         )
 
 
+# Async mode's start at the first enqueue (goodjob_mp.async_autostart, set by the package: this
+# module may not import the worker, not even lazily).
+on_async_enqueue: Callable[[], None] | None = None
+
+
 def _after_write(rows: Sequence[NewJob]) -> None:
+    mode = current_settings().execution_mode
     # Inline mode performs exactly the jobs just written (and what they enqueue), as GoodJob.
-    if current_settings().execution_mode == "inline" and _connection.get() is None:
+    if mode == "inline" and _connection.get() is None:
         now = utcnow()
         inline.perform_enqueued([row.id for row in rows if row.scheduled_at <= now])
+    elif mode == "async" and on_async_enqueue is not None:
+        on_async_enqueue()
 
 
 def enqueue(

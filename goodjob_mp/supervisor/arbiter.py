@@ -38,7 +38,7 @@ from goodjob_mp.config import Settings
 from goodjob_mp.queues import parse_pools
 from goodjob_mp.supervisor import child as child_mod
 from goodjob_mp.supervisor import duties as duty_mod
-from goodjob_mp.supervisor import report
+from goodjob_mp.supervisor import reaping, report
 from goodjob_mp.supervisor.children import (
     Child,
     ChildState,
@@ -184,7 +184,9 @@ class Arbiter:
 
     def _make_duties(self) -> list[Any]:
         s = self.settings
-        made: list[Any] = [duty_mod.Heartbeat(self.registry, s.heartbeat_interval)]
+        made: list[Any] = []
+        if s.heartbeat_interval > 0:  # -1: the row is written at start only (its lock is liveness)
+            made.append(duty_mod.Heartbeat(self.registry, s.heartbeat_interval))
         if s.dead_process_timeout > 0:
             made.append(duty_mod.Sweep(self.registry, s.dead_process_timeout))
         if self.cron is not None:
@@ -453,19 +455,9 @@ class Arbiter:
     def reap(self) -> None:
         gone: list[tuple[Child, int]] = []
         for child in list(self.children.values()):
-            try:
-                exited = os.waitid(os.P_PID, child.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
-            except ChildProcessError:
-                exited = None
-            if exited is not None:
-                # Exited but not yet reaped, so its pid (the group's id) cannot be reused yet:
-                # end whatever its jobs left running in its group.
-                _kill_group(child.pid)
-            try:
-                pid, status = os.waitpid(child.pid, os.WNOHANG)
-            except ChildProcessError:
-                pid, status = child.pid, 0
-            if pid == 0:
+            # Ends whatever its jobs left running in its group, then reaps (see reaping.py).
+            status = reaping.collect_exited(child.pid)
+            if status is None:
                 continue
             self._read_status(child)
             del self.children[child.pid]
@@ -753,7 +745,7 @@ class Arbiter:
 
     def _signal(self, child: Child, signum: int) -> None:
         if signum == signal.SIGKILL:
-            _kill_group(child.pid)  # the child and whatever its jobs spawned
+            reaping.kill_group(child.pid)  # the child and whatever its jobs spawned
         try:
             os.kill(child.pid, signum)
         except ProcessLookupError:
@@ -791,13 +783,6 @@ class Arbiter:
             cron_enabled=self.cron is not None,
             pools=self.pools,
         )
-
-
-def _kill_group(pgid: int) -> None:
-    try:
-        os.killpg(pgid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
 
 
 def _earlier(a: float | None, b: float | None) -> float | None:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import math
 import os
 import queue
 import socket
@@ -115,6 +116,7 @@ class Worker:
         self.succeeded = 0
         self.errored = 0
         self.empty_claims = 0
+        self.loop_passes = 0  # fetcher waits (tests: an idle fetcher must not spin)
         self.claimed = 0
         self.fatal_error: BaseException | None = None
 
@@ -208,7 +210,9 @@ class Worker:
         assert conn is not None
         poll = self.settings.poll_interval
         next_poll = time.monotonic() + poll if poll > 0 else float("inf")
-        next_beat = time.monotonic() + self.settings.heartbeat_interval
+        beat = self.settings.heartbeat_interval
+        # -1 disables the heartbeat: the row is written at start only (liveness is its lock).
+        next_beat = time.monotonic() + beat if beat > 0 else float("inf")
         self._load_cache(conn)
         self._probe_unknown(conn)
         work_maybe = True
@@ -217,7 +221,7 @@ class Worker:
                 now = time.monotonic()
                 if now >= next_beat:
                     conn = self._heartbeat(conn)
-                    next_beat = now + self.settings.heartbeat_interval
+                    next_beat = now + beat
                 if now >= next_poll:
                     work_maybe = True
                     next_poll = now + poll
@@ -249,7 +253,9 @@ class Worker:
                 cached = self._cache.next_time()
                 if cached is not None:
                     timeout = min(timeout, cached - time.time())
-                if self._wake.wait(max(timeout, 0.0)):
+                self.loop_passes += 1
+                # Nothing timed ahead (no polling, no heartbeat, no cache): wait for a wake-up.
+                if self._wake.wait(max(timeout, 0.0) if math.isfinite(timeout) else None):
                     self._wake.clear()
                     work_maybe = True
                 self._need_capacity = False
