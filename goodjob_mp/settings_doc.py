@@ -18,6 +18,12 @@ from goodjob_mp.config import Settings, env_name
 
 # One line per setting: what it does, its valid values, what -1 / false / None mean.
 MEANINGS: dict[str, str] = {
+    "enable_metrics": "Serve Prometheus `/metrics` on the probe server when `prometheus_client` "
+    "is installed (the `metrics` extra); false: no metrics files, no route "
+    "([metrics.md](metrics.md)).",
+    "async_concurrency": "Per pool: how many `async def` jobs may run at once on the pool's event "
+    "loop; an executor waits for a free slot before taking more work "
+    "([asyncio.md](asyncio.md)).",
     "database_url": "PostgreSQL URL or conninfo. Also read from `DATABASE_URL`. None: every "
     "command refuses, naming the variables (unless `embedded`).",
     "execution_mode": "`external`: enqueue only, `goodjob-supervisor` runs the jobs; `async`: "
