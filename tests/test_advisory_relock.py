@@ -1,0 +1,141 @@
+"""GoodJob's per-job advisory locks survive a reconnect of the worker's fetcher session: the new
+session takes them again, and a job whose lock someone else took in the gap is handed back, not
+performed here (issue 13: otherwise a Rails GoodJob in its advisory strategy could run it too).
+
+The session is cut with pg_terminate_backend, as a failover, a pooler restart or an idle-session
+killer would."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+
+import psycopg
+import pytest
+
+from goodjob_mp.config import load_settings
+from goodjob_mp.db import job_store
+from goodjob_mp.worker.worker import Worker
+from tests import jobs_for_tests as J
+from tests.waiting import wait_for
+
+SETTINGS = {
+    "advisory_locks": "always",
+    "poll_interval": 0.2,
+    "heartbeat_interval": 0.2,
+    "enable_listen_notify": True,
+}
+
+
+@pytest.fixture()
+def records(tmp_path, monkeypatch):
+    monkeypatch.setenv(J.RECORD_DIR_ENV, str(tmp_path))
+    return tmp_path
+
+
+def lock_holders(db: psycopg.Connection, job_id: uuid.UUID) -> set[int]:
+    key = job_store.job_lock_key(job_id)
+    rows = db.execute(
+        "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted AND objsubid = 1"
+        " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+        " AND classid = ((%(k)s >> 32) & 4294967295)::oid"
+        " AND objid = (%(k)s & 4294967295)::oid",
+        {"k": key},
+    ).fetchall()
+    return {r[0] for r in rows}
+
+
+def fetcher_pid(worker: Worker) -> int:
+    conn = worker._fetch_conn
+    assert conn is not None
+    return conn.info.backend_pid
+
+
+def held_by_fetcher(db: psycopg.Connection, worker: Worker, job_id: uuid.UUID) -> bool:
+    conn = worker._fetch_conn
+    return (
+        conn is not None and not conn.closed and lock_holders(db, job_id) == {fetcher_pid(worker)}
+    )
+
+
+def test_a_reconnect_takes_the_locks_of_running_jobs_again(db, records):
+    worker = Worker(load_settings({**SETTINGS, "max_threads": 2})).start()
+    try:
+        jobs = [J.gated.perform_later(tag) for tag in ("a", "b")]
+        assert wait_for(lambda: sorted(J.lines(records, "started")) == ["a", "b"])
+        assert all(held_by_fetcher(db, worker, j.id) for j in jobs)
+        old = fetcher_pid(worker)
+        db.execute("SELECT pg_terminate_backend(%s)", (old,))
+        assert wait_for(lambda: fetcher_pid(worker) != old)
+        # Checked from another session, as GoodJob's claim would see it.
+        assert wait_for(lambda: all(held_by_fetcher(db, worker, j.id) for j in jobs)), [
+            lock_holders(db, j.id) for j in jobs
+        ]
+        for tag in ("a", "b"):
+            J.open_gate(records, tag)
+        assert wait_for(lambda: sorted(J.lines(records, "finished")) == ["a", "b"])
+        assert wait_for(lambda: worker.succeeded == 2)
+        # Released on the session that holds them once the results are written.
+        assert wait_for(lambda: not any(lock_holders(db, j.id) for j in jobs))
+    finally:
+        for tag in ("a", "b"):
+            J.open_gate(records, tag)
+        assert worker.shutdown(10)
+    assert worker.errored == 0
+    assert sorted(J.lines(records, "started")) == ["a", "b"]
+
+
+def test_a_buffered_job_whose_lock_was_taken_in_the_gap_is_handed_back(
+    db, records, database_url, caplog
+):
+    worker = Worker(load_settings({**SETTINGS, "max_threads": 1})).start()
+    blocker = psycopg.connect(database_url)
+    other = psycopg.connect(database_url, autocommit=True)
+    try:
+        # Short jobs first, so the worker buffers what waits behind a running one.
+        for _ in range(10):
+            J.noop.perform_later()
+        assert wait_for(lambda: worker.succeeded == 10)
+        running = J.gated.perform_later("running")
+        assert wait_for(lambda: J.lines(records, "started") == ["running"])
+        waiting = {tag: J.remember.perform_later(tag) for tag in ("x1", "x2", "x3")}
+        assert wait_for(lambda: worker.buffered == 3)
+        everything = [running, *waiting.values()]
+        assert all(held_by_fetcher(db, worker, j.id) for j in everything)
+
+        # Hold the reconnect back (it re-registers the process row first) so another session
+        # can take one buffered job's lock in the gap, as a Rails GoodJob claiming it would.
+        blocker.execute(
+            "SELECT 1 FROM good_job_processes WHERE id = %s FOR UPDATE", (worker.process_id,)
+        )
+        old = fetcher_pid(worker)
+        db.execute("SELECT pg_terminate_backend(%s)", (old,))
+        assert wait_for(lambda: not lock_holders(db, running.id))
+        taken = waiting["x2"].id
+        other.execute("SELECT pg_advisory_lock(%s)", (job_store.job_lock_key(taken),))
+        with caplog.at_level(logging.WARNING, logger="goodjob_mp.worker"):
+            blocker.rollback()
+            keep = [running, waiting["x1"], waiting["x3"]]
+            assert wait_for(lambda: all(held_by_fetcher(db, worker, j.id) for j in keep)), [
+                lock_holders(db, j.id) for j in keep
+            ]
+            assert fetcher_pid(worker) != old
+            row = "SELECT locked_by_id, finished_at FROM good_jobs WHERE id = %s"
+            assert wait_for(lambda: db.execute(row, (taken,)).fetchone() == (None, None))
+        assert "handed back 1" in caplog.text
+
+        J.open_gate(records, "running")
+        assert wait_for(lambda: sorted(J.lines(records, "remember")) == ["x1", "x3"])
+        empty = worker.empty_claims
+        assert wait_for(lambda: worker.empty_claims >= empty + 3)  # polls passed x2 by
+        assert sorted(J.lines(records, "remember")) == ["x1", "x3"]
+        other.execute("SELECT pg_advisory_unlock(%s)", (job_store.job_lock_key(taken),))
+        assert wait_for(lambda: sorted(J.lines(records, "remember")) == ["x1", "x2", "x3"])
+        assert wait_for(lambda: worker.succeeded == 10 + 4)
+    finally:
+        J.open_gate(records, "running")
+        blocker.close()
+        other.close()
+        assert worker.shutdown(10)
+    assert worker.errored == 0
+    assert sorted(J.lines(records, "remember")) == ["x1", "x2", "x3"]
