@@ -45,19 +45,23 @@ ActiveRecord::Base.logger = nil if ENV.fetch("GJ_LOG_LEVEL", "warn") != "debug"
 
 LEDGER_TABLE = ENV.fetch("GJ_LEDGER_TABLE", "coexist_ledger")
 
-# Writes one ledger row per perform: the co-existence test counts them to find double runs and
-# to see which side ran each job.
+# Writes one ledger row per perform (started_at when perform began, performed_at when it ended):
+# the co-existence test counts them to find double runs and to see which side ran each job.
 class RubyLedgerJob < ActiveJob::Base
   def perform(n, sleep_seconds = 0)
+    started_at = Time.now.utc.iso8601(6)
     sleep(sleep_seconds) if sleep_seconds.to_f.positive?
     conn = ActiveRecord::Base.connection
     conn.exec_query(
-      "INSERT INTO #{LEDGER_TABLE} (active_job_id, job_class, arg, side, pid, performed_at) " \
-      "VALUES ($1, $2, $3, 'ruby', $4, clock_timestamp())",
-      "ledger", [job_id, self.class.name, n, Process.pid]
+      "INSERT INTO #{LEDGER_TABLE} (active_job_id, job_class, arg, side, pid, started_at, performed_at) " \
+      "VALUES ($1, $2, $3, 'ruby', $4, $5::timestamptz, clock_timestamp())",
+      "ledger", [job_id, self.class.name, n, Process.pid, started_at]
     )
   end
 end
+
+# A class only the Rails app defines: goodjob_mp must leave its jobs to GoodJob (skip, not discard).
+class RubyOnlyJob < RubyLedgerJob; end
 
 # The same job under a second name, so pauses by job class can be tested on one class.
 class RubyPausableJob < RubyLedgerJob; end
