@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import threading
+import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +18,7 @@ import goodjob_mp as gj
 from goodjob_mp.cli import supervisor_command
 from goodjob_mp.db import job_store
 from tests import goodjob_ruby as harness
-from tests.goodjob_ruby import RUBY_DIR, GoodJobRuby, database_url_for_ruby, goodjob_source
+from tests.goodjob_ruby import GoodJobRuby, database_url_for_ruby, goodjob_source
 from tests.waiting import wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -133,6 +134,17 @@ class Mix:
         )
 
 
+class Phases:
+    """Elapsed seconds at each step, for the report (never asserted on)."""
+
+    def __init__(self) -> None:
+        self.t0 = time.monotonic()
+        self.marks: dict[str, float] = {}
+
+    def mark(self, name: str) -> None:
+        self.marks[name] = round(time.monotonic() - self.t0, 1)
+
+
 class ProcessWatch(threading.Thread):
     """Polls good_job_processes from its own session: every snapshot of the ids present."""
 
@@ -175,18 +187,35 @@ def _python_enqueue(mix: Mix, half: int) -> None:
         gj.enqueue("RubyOnlyJob", [500_000 + i, 0], queue="shared")
 
 
-def _ruby_specs(mix: Mix, half: int) -> list[str]:
+def _ruby_steps(mix: Mix, half: int) -> list[str]:
+    """rails_steps.rb steps enqueueing Ruby's share; ``half`` 0 or 1 picks which half."""
+
     def count(n: int) -> int:
         return n // 2 if half == 0 else n - n // 2
 
     offset = 0 if half == 0 else 50_000
     return [
-        f"RubyLedgerJob:shared:{count(mix.shared_ruby)}:{offset}:0.002",
-        f"RubyOnlyJob:shared:{count(mix.ruby_only_ruby)}:{10_000 + offset}:0",
-        f"{RUBY_PAUSED_CLASS}:shared:{count(mix.paused_class_each)}:{20_000 + offset}:0",
-        f"RubyLabeledJob:shared:{count(mix.paused_label_each)}:{30_000 + offset}:0:"
+        f"enqueue:RubyLedgerJob:shared:{count(mix.shared_ruby)}:{offset}:0.002",
+        f"enqueue:RubyOnlyJob:shared:{count(mix.ruby_only_ruby)}:{10_000 + offset}:0",
+        f"enqueue:{RUBY_PAUSED_CLASS}:shared:{count(mix.paused_class_each)}:{20_000 + offset}:0",
+        f"enqueue:RubyLabeledJob:shared:{count(mix.paused_label_each)}:{30_000 + offset}:0:"
         + PYTHON_PAUSED_LABEL,
     ]
+
+
+def _inactive(outputs: list[str]) -> set[str]:
+    """Process ids GoodJob's sweeps (rails_steps.rb cleanup) judged inactive."""
+    found: set[str] = set()
+    for out in outputs:
+        for line in out.splitlines():
+            found.update(json.loads(line).get("inactive", ()))
+    return found
+
+
+RUBY_PAUSE_SEEN = (
+    "SELECT COALESCE((SELECT value -> 'job_classes' ? %s FROM good_job_settings"
+    " WHERE key = 'pauses'), false)"
+)
 
 
 def _python_cli(*args: str) -> None:
@@ -209,19 +238,30 @@ def test_goodjob_and_supervisor_share_queues_without_double_runs(
     NameError), so Python-only classes go to a queue only Python serves."""
     db = ledger
     mix = Mix.of(COEXIST_JOBS)
+    clock = Phases()
     ruby_log, python_log = tmp_path / "goodjob.log", tmp_path / "supervisor.log"
-    goodjob_ruby.run("settings.rb", "pause", "job_class", RUBY_PAUSED_CLASS)
     _python_cli("pause", f"--label={PYTHON_PAUSED_LABEL}")
+    clock.mark("paused from Python")
 
-    goodjob_ruby.run("enqueue_mix.rb", *_ruby_specs(mix, 0))
-    _python_enqueue(mix, 0)
-
+    # Rails boots take seconds each on a busy machine: independent steps overlap. GoodJob boots
+    # while Ruby pauses a class and both sides enqueue their first half.
     ruby = goodjob_ruby.start_cli("--queues=shared", "--max-threads=5", log=ruby_log)
     python = None
     watch = ProcessWatch(database_url)
-    cleanups: list[str] = []
+    sweeps: list[str] = []
     try:
-        assert wait_for(lambda: job_store.foreign_worker_seen(db), timeout=90), ruby_log.read_text()
+        early_ruby = goodjob_ruby.start(
+            "rails_steps.rb", f"pause:job_class:{RUBY_PAUSED_CLASS}", *_ruby_steps(mix, 0)
+        )
+        assert wait_for(lambda: _count(db, RUBY_PAUSE_SEEN, RUBY_PAUSED_CLASS), 120)
+        _python_enqueue(mix, 0)
+        goodjob_ruby.finish(early_ruby)
+        clock.mark("paused from Ruby, first half enqueued")
+        # The supervisor starts once GoodJob's row is there, so it takes GoodJob's job locks
+        # from its first claim (advisory_locks=auto).
+        assert wait_for(lambda: job_store.foreign_worker_seen(db), timeout=120), (
+            ruby_log.read_text()
+        )
         env = {
             **os.environ,
             "GOOD_JOB_QUEUES": "shared,python-only:5",
@@ -239,25 +279,21 @@ def test_goodjob_and_supervisor_share_queues_without_double_runs(
                 stderr=subprocess.STDOUT,
             )
         # GoodJob's own sweep while the supervisor starts (its rows must already be locked).
-        cleanups.append(goodjob_ruby.run("process_cleanup.rb"))
+        starting_sweep = goodjob_ruby.start("rails_steps.rb", "cleanup")
         assert wait_for(lambda: "pool(s) are up" in python_log.read_text(), 60), (
             python_log.read_text()
         )
+        clock.mark("both sides up")
         watch.start()
         assert wait_for(lambda: len(watch.snapshots) > 0)
         baseline = dict(watch.snapshots[-1])
 
-        # The second half arrives while both sides run.
-        late_ruby = subprocess.Popen(
-            ["ruby", "enqueue_mix.rb", *_ruby_specs(mix, 1)],
-            cwd=RUBY_DIR,
-            env=goodjob_ruby.env(),
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-        )
+        # The second half arrives while both sides run; GoodJob sweeps again meanwhile.
+        late_ruby = goodjob_ruby.start("rails_steps.rb", *_ruby_steps(mix, 1), "cleanup")
         _python_enqueue(mix, 1)
-        assert late_ruby.wait(120) == 0, late_ruby.stderr.read() if late_ruby.stderr else ""
-        cleanups.append(goodjob_ruby.run("process_cleanup.rb"))
+        sweeps.append(goodjob_ruby.finish(late_ruby))
+        sweeps.append(goodjob_ruby.finish(starting_sweep))
+        clock.mark("second half enqueued")
 
         paused = 2 * (mix.paused_class_each + mix.paused_label_each)
         unpaused = mix.total - paused
@@ -266,6 +302,7 @@ def test_goodjob_and_supervisor_share_queues_without_double_runs(
             f"{_count(db, done)} of {unpaused} finished\n{python_log.read_text()[-3000:]}\n"
             f"{ruby_log.read_text()[-3000:]}"
         )
+        clock.mark("unpaused jobs drained")
         # Nothing paused ran, on either side, while everything else drained.
         paused_runs = (
             "SELECT count(*) FROM coexist_ledger l JOIN good_jobs j ON j.id = l.active_job_id"
@@ -273,11 +310,15 @@ def test_goodjob_and_supervisor_share_queues_without_double_runs(
         )
         assert _count(db, paused_runs, RUBY_PAUSED_CLASS, PYTHON_PAUSED_LABEL) == 0
         assert _count(db, done) == unpaused
-        goodjob_ruby.run("settings.rb", "unpause", "job_class", RUBY_PAUSED_CLASS)
+        ruby_unpause = goodjob_ruby.start(
+            "rails_steps.rb", f"unpause:job_class:{RUBY_PAUSED_CLASS}"
+        )
         _python_cli("unpause", f"--label={PYTHON_PAUSED_LABEL}")
+        goodjob_ruby.finish(ruby_unpause)
         assert wait_for(lambda: _count(db, done) == mix.total, timeout=120), (
             f"{_count(db, done)} of {mix.total} finished"
         )
+        clock.mark("paused jobs drained after unpause")
         watch.stop()
     finally:
         watch.stop()
@@ -286,6 +327,7 @@ def test_goodjob_and_supervisor_share_queues_without_double_runs(
         _stop(ruby)
 
     report = _ledger_report(db, mix)
+    report["seconds"] = clock.marks
     print("coexist-ledger:", json.dumps(report, sort_keys=True))
     # 0 double runs: each job id in the ledger exactly once, and one execution row per job.
     assert report["ledger_rows"] == mix.total
@@ -307,12 +349,14 @@ def test_goodjob_and_supervisor_share_queues_without_double_runs(
     sides = {name or "": lock for lock, name in baseline.values()}
     assert any(n.startswith("GoodJob::Scheduler") for n in sides), baseline
     assert any(n.startswith("goodjob_mp.") for n in sides), baseline
-    for out in cleanups:
-        assert not set(json.loads(out)["inactive"]) & {str(i) for i in baseline}, out
+    assert not _inactive(sweeps) & {str(i) for i in baseline}, sweeps
     text = python_log.read_text()
     assert "taking GoodJob's per-job advisory locks" in text
     for bad in ("was NOT recorded", "may be running twice", "Traceback"):
         assert bad not in text, text[-3000:]
+    ruby_text = ruby_log.read_text(errors="replace")
+    for bad in ("ERROR", "Error", "Exception"):
+        assert bad not in ruby_text, ruby_text[-3000:]
     print(
         "coexist-ledger: processes",
         {str(k): v for k, v in baseline.items()},
