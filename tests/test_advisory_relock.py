@@ -15,6 +15,7 @@ import pytest
 
 from goodjob_mp.config import load_settings
 from goodjob_mp.db import job_store
+from goodjob_mp.worker.job_locks import HeldJobLocks
 from goodjob_mp.worker.worker import Worker
 from tests import jobs_for_tests as J
 from tests.waiting import wait_for
@@ -139,3 +140,106 @@ def test_a_buffered_job_whose_lock_was_taken_in_the_gap_is_handed_back(
         assert worker.shutdown(10)
     assert worker.errored == 0
     assert sorted(J.lines(records, "remember")) == ["x1", "x2", "x3"]
+
+
+def test_a_running_job_whose_lock_was_taken_in_the_gap_is_reported(
+    db, records, database_url, caplog
+):
+    worker = Worker(load_settings({**SETTINGS, "max_threads": 1})).start()
+    blocker = psycopg.connect(database_url)
+    other = psycopg.connect(database_url, autocommit=True)
+    try:
+        running = J.gated.perform_later("running")
+        assert wait_for(lambda: J.lines(records, "started") == ["running"])
+        blocker.execute(
+            "SELECT 1 FROM good_job_processes WHERE id = %s FOR UPDATE", (worker.process_id,)
+        )
+        old = fetcher_pid(worker)
+        db.execute("SELECT pg_terminate_backend(%s)", (old,))
+        assert wait_for(lambda: not lock_holders(db, running.id))
+        other.execute("SELECT pg_advisory_lock(%s)", (job_store.job_lock_key(running.id),))
+        with caplog.at_level(logging.ERROR, logger="goodjob_mp.worker"):
+            blocker.rollback()
+            assert wait_for(lambda: "may be running twice" in caplog.text)
+            assert fetcher_pid(worker) != old
+        assert str(running.id) in caplog.text
+        J.open_gate(records, "running")
+        assert wait_for(lambda: worker.succeeded == 1)
+        # Not ours any more: the lock stays with the session that took it.
+        assert lock_holders(db, running.id) == {other.info.backend_pid}
+    finally:
+        J.open_gate(records, "running")
+        blocker.close()
+        other.close()
+        assert worker.shutdown(10)
+
+
+# --- the pieces: which locks are held (pure), and the relock statement -----------------------
+
+
+def _claimed_job(advisory_locked: bool = True) -> job_store.ClaimedJob:
+    return job_store.ClaimedJob(
+        uuid.uuid4(), uuid.uuid4(), "X", "default", None, {}, None, None, 1, None, 0,
+        advisory_locked,
+    )  # fmt: skip
+
+
+def test_held_locks_revoke_skips_unstarted_and_reports_running():
+    locks = HeldJobLocks()
+    buffered, running, unlocked = _claimed_job(), _claimed_job(), _claimed_job(False)
+    locks.add([buffered, running, unlocked])
+    assert sorted(locks.held_ids()) == sorted([buffered.id, running.id])
+    assert locks.start(running.id)
+    revoked = locks.revoke([buffered.id, running.id, uuid.uuid4()])
+    assert revoked.unstarted == [buffered] and revoked.running == [running]
+    assert len(locks) == 0
+    assert not locks.start(buffered.id)  # the executor skips it, once
+    assert locks.start(buffered.id)
+    assert locks.forget([buffered.id, running.id]) == []  # nothing left to release
+
+
+def test_held_locks_forget_returns_only_what_is_still_held():
+    locks = HeldJobLocks()
+    a, b = _claimed_job(), _claimed_job()
+    locks.add([a, b])
+    assert locks.forget([a.id]) == [a.id]
+    assert locks.forget([a.id, b.id]) == [b.id]
+    assert len(locks) == 0
+
+
+def _claim(db, n: int, process_id: uuid.UUID) -> list[uuid.UUID]:
+    from goodjob_mp.queues import parse_queue_selector
+
+    for _ in range(n):
+        J.noop.perform_later()
+    jobs = job_store.claim_jobs(
+        db,
+        parse_queue_selector("*"),
+        process_id,
+        n,
+        statement=job_store.ClaimStatement(parse_queue_selector("*"), advisory_locks=True),
+    )
+    assert len(jobs) == n and all(j.advisory_locked for j in jobs)
+    return [j.id for j in jobs]
+
+
+def test_relock_takes_ours_again_and_reports_the_rest(db, database_url):
+    process_id = uuid.uuid4()
+    with psycopg.connect(database_url, autocommit=True) as lost_session:
+        ours, finished, taken, gone = _claim(lost_session, 4, process_id)
+    # The session is gone and its locks with it; meanwhile one job was finished elsewhere, one
+    # is locked by another session, one row was deleted.
+    db.execute("UPDATE good_jobs SET finished_at = now() WHERE id = %s", (finished,))
+    db.execute("DELETE FROM good_jobs WHERE id = %s", (gone,))
+    with (
+        psycopg.connect(database_url, autocommit=True) as other,
+        psycopg.connect(database_url, autocommit=True) as new_session,
+    ):
+        other.execute("SELECT pg_advisory_lock(%s)", (job_store.job_lock_key(taken),))
+        lost = job_store.relock_jobs(new_session, [ours, finished, taken, gone], process_id)
+        assert sorted(lost) == sorted([finished, taken, gone])
+        me = new_session.info.backend_pid
+        assert lock_holders(db, ours) == {me}
+        assert lock_holders(db, finished) == set()  # not ours: released again
+        assert lock_holders(db, gone) == set()
+        assert lock_holders(db, taken) == {other.info.backend_pid}
