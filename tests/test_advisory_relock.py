@@ -174,6 +174,38 @@ def test_a_running_job_whose_lock_was_taken_in_the_gap_is_reported(
         assert worker.shutdown(10)
 
 
+GOODJOB_STATE = {
+    "hostname": "rails",
+    "pid": 1,
+    "schedulers": [{"name": "GoodJob::Scheduler(queues=* max_threads=5)"}],
+}
+
+
+def test_jobs_claimed_before_a_goodjob_appeared_get_its_lock_when_it_does(db, records):
+    """advisory_locks=auto: a job claimed (without GoodJob's lock) while no GoodJob ran, and
+    still running when one registers, takes the lock then; else GoodJob's advisory strategy,
+    which ignores locked_by_id, would run it too."""
+    worker = Worker(load_settings({**SETTINGS, "advisory_locks": "auto", "max_threads": 1}))
+    worker.start()
+    try:
+        running = J.gated.perform_later("running")
+        assert wait_for(lambda: J.lines(records, "started") == ["running"])
+        assert lock_holders(db, running.id) == set()
+        db.execute(
+            "INSERT INTO good_job_processes (id, created_at, updated_at, state)"
+            " VALUES (gen_random_uuid(), now(), now(), %s)",
+            (psycopg.types.json.Jsonb(GOODJOB_STATE),),
+        )
+        assert wait_for(lambda: worker._claim_statement.advisory_locks)
+        assert wait_for(lambda: held_by_fetcher(db, worker, running.id))
+        J.open_gate(records, "running")
+        assert wait_for(lambda: worker.succeeded == 1)
+        assert wait_for(lambda: not lock_holders(db, running.id))
+    finally:
+        J.open_gate(records, "running")
+        assert worker.shutdown(10)
+
+
 # --- the pieces: which locks are held (pure), and the relock statement -----------------------
 
 
@@ -205,6 +237,23 @@ def test_held_locks_forget_returns_only_what_is_still_held():
     assert locks.forget([a.id]) == [a.id]
     assert locks.forget([a.id, b.id]) == [b.id]
     assert len(locks) == 0
+
+
+def test_held_locks_track_unlocked_claims_until_they_lock():
+    locks = HeldJobLocks(track_unlocked=True)
+    a, b, c = _claimed_job(False), _claimed_job(False), _claimed_job(False)
+    locks.add([a, b, c])
+    assert len(locks) == 0 and sorted(locks.unlocked_ids()) == sorted([a.id, b.id, c.id])
+    assert locks.start(b.id)
+    locks.locked_now([a.id])
+    assert locks.held_ids() == [a.id]
+    revoked = locks.revoke([b.id, c.id])
+    assert revoked.running == [b] and revoked.unstarted == [c]
+    assert locks.unlocked_ids() == []
+    assert locks.forget([a.id]) == [a.id]
+    untracked = HeldJobLocks()
+    untracked.add([_claimed_job(False)])
+    assert untracked.unlocked_ids() == []
 
 
 def _claim(db, n: int, process_id: uuid.UUID) -> list[uuid.UUID]:

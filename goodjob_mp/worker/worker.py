@@ -49,7 +49,7 @@ from goodjob_mp.features.known_classes import UnknownClassLog
 from goodjob_mp.queues import PoolSpec, parse_pools
 from goodjob_mp.worker.batching import claim_limit, ewma
 from goodjob_mp.worker.cache import ScheduledCache
-from goodjob_mp.worker.job_locks import HeldJobLocks
+from goodjob_mp.worker.job_locks import HeldJobLocks, Revoked
 from goodjob_mp.worker.pause_watch import PauseWatch
 
 log = logging.getLogger("goodjob_mp.worker")
@@ -103,7 +103,9 @@ class Worker:
         self._threads: list[threading.Thread] = []
         self._executors: list[threading.Thread] = []
         self._fetch_conn: psycopg.Connection | None = None
-        self._locks = HeldJobLocks()  # per-job advisory locks held by the fetcher's session
+        # Per-job advisory locks held by the fetcher's session (auto: and the claimed jobs that
+        # would need one if a GoodJob process appeared).
+        self._locks = HeldJobLocks(track_unlocked=settings.advisory_locks == "auto")
         self._journal: StartJournal | None = None
         self.listener_connected = False
         self.started = False
@@ -301,6 +303,9 @@ class Worker:
             self._paused_statement = job_store.ClaimStatement(
                 self.selector, [*self._conditions, pause_policy.PAUSED], advisory_locks=wanted
             )
+            if wanted:
+                # Jobs claimed before GoodJob appeared take its lock now (or are revoked).
+                self._take_locks(conn, self._locks.unlocked_ids())
 
     def _statement(self) -> job_store.ClaimStatement:
         return self._paused_statement if self._pauses.active else self._claim_statement
@@ -375,6 +380,22 @@ class Worker:
         held = len(self._locks)
         if held or lost:
             log.info("%s: reconnected; re-took %d job lock(s), %d lost", self.name, held, len(lost))
+        self._settle_revoked(conn, revoked)
+        if self._claim_statement.advisory_locks:
+            self._take_locks(conn, self._locks.unlocked_ids())
+
+    def _take_locks(self, conn: psycopg.Connection, ids: list[uuid.UUID]) -> None:
+        """Claimed without GoodJob's lock (before locking was on): take it now."""
+        if not ids:
+            return
+        with self._locks.session:
+            lost = job_store.relock_jobs(conn, ids, self.process_id)
+            self._locks.locked_now(set(ids) - set(lost))
+            revoked = self._locks.revoke(lost)
+        log.info("%s: took GoodJob's lock on %d job(s) already claimed", self.name, len(ids))
+        self._settle_revoked(conn, revoked)
+
+    def _settle_revoked(self, conn: psycopg.Connection, revoked: Revoked) -> None:
         if revoked.unstarted:
             released = job_store.release_unstarted(conn, revoked.unstarted, self.process_id)
             log.warning(
@@ -431,8 +452,8 @@ class Worker:
             job = work.get()
             if job is None:
                 return
-            if job.advisory_locked and not self._locks.start(job.id):
-                continue  # its lock was lost in a reconnect: handed back, not ours to run
+            if not self._locks.start(job.id):
+                continue  # its lock was lost (or never taken) in time: handed back, not ours
             with self._busy_lock:
                 self._busy += 1
             if self._need_capacity and work.qsize() <= self._low_water:
@@ -514,7 +535,7 @@ class Worker:
         # With job locks in the batch, the write and forgetting them are one step for a
         # reconnecting fetcher: it never re-takes the lock of a job whose result is written (and
         # so never mistakes our own finished row for one someone else took).
-        locked = any(r.advisory_locked for r in batch)
+        locked = self.settings.advisory_locks != "never"
         while True:
             try:
                 with self._locks.session if locked else contextlib.nullcontext():
@@ -562,8 +583,9 @@ class Worker:
         """After the results commit (``_locks.session`` held): release their advisory locks on
         the session that holds them (the fetcher's; psycopg serialises the two threads' use of
         it)."""
-        # Only locks still held: one revoked in a reconnect is not this session's.
-        ids = self._locks.forget(r.id for r in batch if r.advisory_locked)
+        # Only locks still held: one revoked in a reconnect is not this session's. Every id:
+        # a job claimed without a lock may have taken one since (auto).
+        ids = self._locks.forget(r.id for r in batch)
         conn = self._fetch_conn
         if not ids or conn is None:
             return
