@@ -399,16 +399,16 @@ class Worker:
         if revoked.unstarted:
             released = job_store.release_unstarted(conn, revoked.unstarted, self.process_id)
             log.warning(
-                "%s: %d unstarted job(s) lost their lock while the connection was down; handed "
-                "back %d, not performing them here",
+                "%s: %d unstarted job(s) could not take GoodJob's lock again (another session "
+                "has it, or the row is no longer ours); handed back %d, not performing them here",
                 self.name,
                 len(revoked.unstarted),
                 released,
             )
         for job in revoked.running:
             log.error(
-                "%s: job %s lost its advisory lock while the connection was down and another "
-                "session has it now (or its row is no longer ours): it may be running twice",
+                "%s: job %s could not take GoodJob's lock again (another session has it, or "
+                "its row is no longer ours) while it runs here: it may be running twice",
                 self.name,
                 job.id,
             )
