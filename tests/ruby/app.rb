@@ -9,10 +9,18 @@
 #   GOOD_JOB_SOURCE  a directory holding GoodJob's lib/, app/ and config/ (required)
 #   DATABASE_URL     the database to use (required)
 #   GJ_LEDGER_TABLE  table the test jobs insert into (default: coexist_ledger)
+#   GJ_DB_POOL       Active Record's connection pool size (default: 10)
 
 source = ENV.fetch("GOOD_JOB_SOURCE") { abort "GOOD_JOB_SOURCE is not set: point it at GoodJob's source tree" }
 abort "GOOD_JOB_SOURCE=#{source} has no lib/good_job.rb" unless File.file?(File.join(source, "lib", "good_job.rb"))
 ENV.fetch("DATABASE_URL") { abort "DATABASE_URL is not set" }
+# A worker process needs 1 + 2 + max_threads connections (GoodJob's README, "Database
+# connections"); Rails' default pool of 5 starves the notifier and the process heartbeat of a
+# 5-thread CLI (ActiveRecord::ConnectionTimeoutError). GJ_DB_POOL overrides; a pool= in the URL wins.
+unless ENV["DATABASE_URL"].include?("pool=")
+  separator = ENV["DATABASE_URL"].include?("?") ? "&" : "?"
+  ENV["DATABASE_URL"] = "#{ENV['DATABASE_URL']}#{separator}pool=#{ENV.fetch('GJ_DB_POOL', '10')}"
+end
 ENV["RAILS_ENV"] ||= "production"
 ENV["RAILS_LOG_TO_STDOUT"] ||= "1"
 ENV["SECRET_KEY_BASE"] ||= "goodjob-mp-coexistence-tests"
