@@ -123,7 +123,7 @@ PAGE = Path(__file__).resolve().parent.parent / "docs" / "settings.md"
 
 def _default(field: dataclasses.Field[Any]) -> str:
     missing = field.default is dataclasses.MISSING
-    value = field.default_factory() if missing else field.default  # type: ignore[misc]
+    value = field.default_factory() if missing else field.default  # type: ignore[misc,operator]
     if value is None:
         return "None"
     if isinstance(value, bool):

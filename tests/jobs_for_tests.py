@@ -42,6 +42,20 @@ def sleepy(tag: str, seconds: float) -> None:
     record("finished", tag)
 
 
+@gj.job(queue="default")
+def gated(tag: str) -> None:
+    """Runs until the test calls ``open_gate(tag)``: long enough for whatever it checks."""
+    record("started", tag)
+    gate = Path(os.environ[RECORD_DIR_ENV]) / f"gate-{tag}"
+    while not gate.exists():
+        time.sleep(0.02)
+    record("finished", tag)
+
+
+def open_gate(folder: Path, tag: str) -> None:
+    (folder / f"gate-{tag}").touch()
+
+
 class TransientError(Exception):
     pass
 

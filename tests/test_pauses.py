@@ -351,8 +351,9 @@ def test_a_python_pause_stops_the_ruby_goodjob(
 ) -> None:
     db.execute(
         "CREATE TABLE IF NOT EXISTS coexist_ledger (active_job_id uuid, job_class text,"
-        " arg integer, side text, pid integer, performed_at timestamptz)"
+        " arg integer, side text, pid integer, started_at timestamptz, performed_at timestamptz)"
     )
+    db.execute("ALTER TABLE coexist_ledger ADD COLUMN IF NOT EXISTS started_at timestamptz")
     db.execute("TRUNCATE coexist_ledger")
     gj.pause(queue="held", connection=db)
     gj.pause(job_class="RubyPausableJob", connection=db)

@@ -369,6 +369,32 @@ def unlock_jobs(conn: psycopg.Connection, ids: Sequence[uuid.UUID]) -> int:
     return int(row[0]) if row else 0
 
 
+# After the session that held the job locks died: take each again (MATERIALIZED, so every id is
+# tried exactly once) and say whether the row is still ours to perform. A row that another
+# session's lock covers, or that is no longer locked by us or is finished, is not.
+RELOCK_JOBS = sql.SQL("""
+WITH relocked AS MATERIALIZED (
+    SELECT u.id, pg_try_advisory_lock({key}) AS locked FROM unnest(%(ids)s::uuid[]) AS u(id)
+)
+SELECT r.id, r.locked,
+       COALESCE(j.locked_by_id = %(process_id)s AND j.finished_at IS NULL, false) AS ours
+FROM relocked r LEFT JOIN good_jobs j ON j.id = r.id
+""").format(key=sql.SQL(JOB_LOCK_KEY.format(id="u.id")))
+
+
+def relock_jobs(
+    conn: psycopg.Connection, ids: Sequence[uuid.UUID], process_id: uuid.UUID
+) -> list[uuid.UUID]:
+    """Re-take GoodJob's lock on ``ids`` on this (new) session; the ids that are NOT ours any
+    more. Locks taken on rows that turned out not to be ours are released again."""
+    if not ids:
+        return []
+    rows = conn.execute(RELOCK_JOBS, {"ids": list(ids), "process_id": process_id}).fetchall()
+    lost = [job_id for job_id, locked, ours in rows if not (locked and ours)]
+    unlock_jobs(conn, [job_id for job_id, locked, ours in rows if locked and not ours])
+    return lost
+
+
 # A good_job_processes row written by something other than goodjob_mp that runs jobs (a Rails
 # GoodJob: its schedulers are named GoodJob::Scheduler...). Decides advisory_locks = auto.
 FOREIGN_WORKER_SEEN = """

@@ -5,7 +5,8 @@ Threads and what each owns:
 
 - fetcher: its own connection; holds the process row's advisory lock and heartbeat; claims jobs
   in adaptive batches into a bounded local buffer; wakes on NOTIFY, on the scheduled-job cache,
-  on polls and when the buffer runs low.
+  on polls and when the buffer runs low. With GoodJob's per-job advisory locks on, they live on
+  this connection too; a reconnect takes them again (see job_locks).
 - executors (``max_threads``): take jobs from the buffer and perform them; no connection of
   their own unless a job enqueues.
 - completer: its own connection; writes results in batches (one statement per batch) and runs
@@ -18,6 +19,7 @@ Claimed-but-unstarted jobs are handed back on shutdown without counting as inter
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import logging
@@ -53,6 +55,7 @@ from goodjob_mp.queues import PoolSpec, parse_pools
 from goodjob_mp.worker.batching import claim_limit, ewma
 from goodjob_mp.worker.cache import ScheduledCache
 from goodjob_mp.worker.event_loop import EventLoopRunner, cancel_after
+from goodjob_mp.worker.job_locks import HeldJobLocks, Revoked
 from goodjob_mp.worker.pause_watch import PauseWatch
 
 log = logging.getLogger("goodjob_mp.worker")
@@ -109,6 +112,9 @@ class Worker:
         self._stop_at: float | None = None
         self._executors: list[threading.Thread] = []
         self._fetch_conn: psycopg.Connection | None = None
+        # Per-job advisory locks held by the fetcher's session (auto: and the claimed jobs that
+        # would need one if a GoodJob process appeared).
+        self._locks = HeldJobLocks(track_unlocked=settings.advisory_locks == "auto")
         self._journal: StartJournal | None = None
         self.listener_connected = False
         self.started = False
@@ -218,6 +224,10 @@ class Worker:
         work_maybe = True
         try:
             while not self._stopping.is_set():
+                if conn.broken:
+                    # A statement failed on the session (here or the completer's lock release):
+                    # reconnect now, so the job locks it held are taken again at once.
+                    conn = self._reconnect(conn)
                 now = time.monotonic()
                 if now >= next_beat:
                     conn = self._heartbeat(conn)
@@ -279,6 +289,7 @@ class Worker:
             return 0, conn
         self.claimed += len(jobs)
         self.last_activity = time.monotonic()
+        self._locks.add(jobs)
         for job in jobs:
             if job.prev_performed_at is not None and not self._record_interrupt(conn, job):
                 continue
@@ -313,6 +324,9 @@ class Worker:
             self._paused_statement = job_store.ClaimStatement(
                 self.selector, [*self._conditions, pause_policy.PAUSED], advisory_locks=wanted
             )
+            if wanted:
+                # Jobs claimed before GoodJob appeared take its lock now (or are revoked).
+                self._take_locks(conn, self._locks.unlocked_ids())
 
     def _statement(self) -> job_store.ClaimStatement:
         return self._paused_statement if self._pauses.active else self._claim_statement
@@ -360,18 +374,65 @@ class Worker:
             pass
         delay = 0.2
         while not self._stopping.is_set():
+            conn = None
             try:
                 conn = connect()
                 processes.register_process(conn, self.process_id, self.state())
-                self._fetch_conn = conn
+                self._relock(conn)
                 return conn
             except Exception as exc:
+                if conn is not None:
+                    conn.close()
                 log.warning(
                     "%s: database unavailable (%s); retrying in %.1fs", self.name, exc, delay
                 )
                 self._stopping.wait(delay)
                 delay = min(delay * 2, RECONNECT_BACKOFF_MAX)
         return old
+
+    def _relock(self, conn: psycopg.Connection) -> None:
+        """On a new session: take again the job locks the lost one held, then make it the
+        fetcher's connection. A job we cannot re-lock is revoked: skipped and handed back if it
+        has not started, reported if it is running."""
+        with self._locks.session:
+            lost = job_store.relock_jobs(conn, self._locks.held_ids(), self.process_id)
+            self._fetch_conn = conn
+            revoked = self._locks.revoke(lost)
+        held = len(self._locks)
+        if held or lost:
+            log.info("%s: reconnected; re-took %d job lock(s), %d lost", self.name, held, len(lost))
+        self._settle_revoked(conn, revoked)
+        if self._claim_statement.advisory_locks:
+            self._take_locks(conn, self._locks.unlocked_ids())
+
+    def _take_locks(self, conn: psycopg.Connection, ids: list[uuid.UUID]) -> None:
+        """Claimed without GoodJob's lock (before locking was on): take it now."""
+        if not ids:
+            return
+        with self._locks.session:
+            lost = job_store.relock_jobs(conn, ids, self.process_id)
+            self._locks.locked_now(set(ids) - set(lost))
+            revoked = self._locks.revoke(lost)
+        log.info("%s: took GoodJob's lock on %d job(s) already claimed", self.name, len(ids))
+        self._settle_revoked(conn, revoked)
+
+    def _settle_revoked(self, conn: psycopg.Connection, revoked: Revoked) -> None:
+        if revoked.unstarted:
+            released = job_store.release_unstarted(conn, revoked.unstarted, self.process_id)
+            log.warning(
+                "%s: %d unstarted job(s) could not take GoodJob's lock again (another session "
+                "has it, or the row is no longer ours); handed back %d, not performing them here",
+                self.name,
+                len(revoked.unstarted),
+                released,
+            )
+        for job in revoked.running:
+            log.error(
+                "%s: job %s could not take GoodJob's lock again (another session has it, or "
+                "its row is no longer ours) while it runs here: it may be running twice",
+                self.name,
+                job.id,
+            )
 
     def _finish_fetching(self, conn: psycopg.Connection) -> None:
         unstarted: list[job_store.ClaimedJob] = []
@@ -387,7 +448,8 @@ class Worker:
         if unstarted:
             try:
                 released = job_store.release_unstarted(conn, unstarted, self.process_id)
-                job_store.unlock_jobs(conn, [j.id for j in unstarted if j.advisory_locked])
+                with self._locks.session:
+                    job_store.unlock_jobs(conn, self._locks.forget(j.id for j in unstarted))
                 log.info("%s: handed back %d unstarted job(s)", self.name, released)
             except psycopg.Error as exc:
                 log.error("%s: could not hand back unstarted jobs: %s", self.name, exc)
@@ -418,6 +480,8 @@ class Worker:
             job = work.get()
             if job is None:
                 return
+            if not self._locks.start(job.id):
+                continue  # its lock was lost (or never taken) in time: handed back, not ours
             with self._busy_lock:
                 self._busy += 1
             if self._need_capacity and work.qsize() <= self._low_water:
@@ -518,9 +582,15 @@ class Worker:
         self, conn: psycopg.Connection, batch: list[job_store.JobResult]
     ) -> psycopg.Connection:
         delay = 0.2
+        # With job locks in the batch, the write and forgetting them are one step for a
+        # reconnecting fetcher: it never re-takes the lock of a job whose result is written (and
+        # so never mistakes our own finished row for one someone else took).
+        locked = self.settings.advisory_locks != "never"
         while True:
             try:
-                lost = job_store.write_results(conn, batch, self.process_id)
+                with self._locks.session if locked else contextlib.nullcontext():
+                    lost = job_store.write_results(conn, batch, self.process_id)
+                    self._release_locks(batch)
                 break
             except psycopg.OperationalError as exc:
                 # Never drop a result: the jobs stay locked by us until it is written.
@@ -534,7 +604,6 @@ class Worker:
                     conn = connect()
                 except Exception:
                     continue
-        self._release_locks(batch)
         lost_ids = {r.id for r in lost}
         for result in lost:
             self._report_lost(result)
@@ -561,17 +630,22 @@ class Worker:
             events.emit("result_lost", job_id=result.id, outcome=result.outcome, error=result.error)
 
     def _release_locks(self, batch: list[job_store.JobResult]) -> None:
-        """After the results commit: release their advisory locks on the session that took them
-        (the fetcher's; psycopg serialises the two threads' use of it)."""
-        ids = [r.id for r in batch if r.advisory_locked]
+        """After the results commit (``_locks.session`` held): release their advisory locks on
+        the session that holds them (the fetcher's; psycopg serialises the two threads' use of
+        it)."""
+        # Only locks still held: one revoked in a reconnect is not this session's. Every id:
+        # a job claimed without a lock may have taken one since (auto).
+        ids = self._locks.forget(r.id for r in batch)
         conn = self._fetch_conn
         if not ids or conn is None:
             return
         try:
             job_store.unlock_jobs(conn, ids)
         except psycopg.Error as exc:
-            # A lost session has dropped its locks already.
+            # A lost session has dropped its locks already; the fetcher reconnects on seeing
+            # its connection broken and re-takes the locks of the jobs still held.
             log.warning("%s: releasing %d job lock(s) failed: %s", self.name, len(ids), exc)
+            self._wake.set()
 
     def _cleanup(self, conn: psycopg.Connection) -> psycopg.Connection:
         try:
