@@ -25,8 +25,9 @@ from goodjob_mp.backoff import retry_wait_seconds
 from goodjob_mp.config import Settings
 from goodjob_mp.db import job_store
 from goodjob_mp.db.job_store import ClaimedJob, JobResult, utcnow
+from goodjob_mp.features.batches import locate_arguments
 from goodjob_mp.jobs import Job, RetryOn, UnknownJobClassError, importable_packages, lookup
-from goodjob_mp.serialization import DeserializationError, deserialize_arguments
+from goodjob_mp.serialization import DeserializationError, GlobalID, deserialize_arguments
 from goodjob_mp.timeouts import time_limit
 
 log = logging.getLogger("goodjob_mp.job")
@@ -221,6 +222,8 @@ def _perform(job: ClaimedJob, settings: Settings) -> JobResult:
             )
         job_cls = lookup(job_class or "", import_under=_importable(settings))
         args, kwargs = deserialize_arguments(params.get("arguments") or [])
+        if args and any(type(a) is GlobalID for a in args):
+            args = locate_arguments(args)  # a batch callback's batch
     except (UnknownJobClassError, DeserializationError) as exc:
         error = f"{type(exc).__name__}: {exc}"
         log.error("job %s (%s) on %s discarded: %s", job.id, job_class, job.queue_name, error)

@@ -16,7 +16,8 @@ store never grow a branch per feature.
 - **Finish**: ``after_finish(conn, results)`` runs every registered hook inside the transaction
   that writes a batch of results.
 
-With no hook registered, enqueue and finish pay one empty-tuple test each.
+With no hook registered, enqueue and finish pay one empty-tuple test each. Batches register
+the one finish hook that is always on (features/batches.py).
 
 Adding a claim feature (e.g. pauses) is a module with one function plus one line below::
 
@@ -59,12 +60,14 @@ EnqueueHook = Callable[["psycopg.Connection", "list[NewJob]"], "list[NewJob]"]
 FinishHook = Callable[["psycopg.Connection", "Sequence[JobResult]"], None]
 
 # Imported after the types above: the feature modules use them.
-from goodjob_mp.features import known_classes  # noqa: E402
+from goodjob_mp.features import batches, known_classes  # noqa: E402
 
 CLAIM_FEATURES: list[ClaimFeature] = [known_classes.claim_condition]
 
 enqueue_hooks: tuple[EnqueueHook, ...] = ()
-finish_hooks: tuple[FinishHook, ...] = ()
+# Batches are always on: any job may belong to a batch (one made by a Rails GoodJob too). The
+# hook costs a transaction around each result write, and a query only for batch jobs.
+finish_hooks: tuple[FinishHook, ...] = (batches.after_finish,)
 
 
 def claim_conditions(settings: Settings, selector: QueueSelector) -> list[ClaimCondition]:
