@@ -274,3 +274,6 @@ _register_dashboard(main)
 from goodjob_mp import pauses_cli  # noqa: E402  (pause, unpause, pauses)
 
 pauses_cli.register(main)
+from goodjob_mp import batches_cli  # noqa: E402  (batches)
+
+batches_cli.register(main)
