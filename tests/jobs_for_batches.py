@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import time
+
 import goodjob_mp as gj
 from tests.jobs_for_tests import GoneError, TransientError, record
 
@@ -15,6 +18,9 @@ class Item(gj.Job):
 
     def perform(self, n: int, mode: str = "ok") -> None:
         record("items", f"{n}:{mode}:{self.executions}")
+        if mode.startswith("gate:"):  # wait until the test opens the gate (creates the file)
+            while not os.path.exists(mode.removeprefix("gate:")):
+                time.sleep(0.01)
         if mode == "discard":
             raise GoneError(f"item {n} is gone")
         if mode == "flaky" and self.executions == 1:
