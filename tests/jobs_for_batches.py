@@ -21,6 +21,8 @@ class Item(gj.Job):
         if mode.startswith("gate:"):  # wait until the test opens the gate (creates the file)
             while not os.path.exists(mode.removeprefix("gate:")):
                 time.sleep(0.01)
+        if mode == "whose":
+            record("whose", str(self.batch.id if self.batch else None))
         if mode == "discard":
             raise GoneError(f"item {n} is gone")
         if mode == "flaky" and self.executions == 1:

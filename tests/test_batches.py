@@ -231,6 +231,15 @@ def test_add_existing_jobs_and_retry_discarded(db, records):
     assert batch.reload().finished
 
 
+def test_a_performing_job_knows_its_batch(db, records):
+    gj.configure(execution_mode="inline")
+    batch = gj.Batch(description="mine")
+    with batch:
+        B.Item.perform_later(1, "whose")
+    B.Item.perform_later(2, "whose")
+    assert J.lines(records, "whose") == [str(batch.id), "None"]
+
+
 def test_batch_without_callbacks_finishes_with_its_jobs(db):
     batch = gj.Batch(description="plain")
     with batch:
@@ -478,3 +487,79 @@ def test_goodjob_batch_lock_key_matches_sql(db):
     batch_id = uuid.uuid4()
     sql = "SELECT ('x' || substr(md5('good_job_batches-' || %s::text), 1, 16))::bit(64)::bigint"
     assert db.execute(sql, (batch_id,)).fetchone()[0] == store.lock_key(batch_id)
+
+
+def test_discarding_batch_ends_as_goodjob_ends_it(db, records):
+    """The rows GoodJob wrote for a batch with one discarded job (captured from GoodJob by
+    tests/ruby/capture_batches.rb) against ours for the same calls."""
+    lines = (REFERENCE / "good_job_batches_discard.jsonl").read_text().splitlines()
+    captured = [json.loads(line) for line in lines]
+    (ruby_batch,) = [c["row"] for c in captured if c["table"] == "good_job_batches"]
+    ruby_jobs = [c["row"] for c in captured if c["table"] == "good_jobs"]
+    batch = gj.Batch(
+        on_finish="BatchEventJob",
+        on_success="BatchEventJob",
+        on_discard="BatchEventJob",
+        callback_queue_name="callbacks",
+        description="discarding batch",
+        properties={"user_id": 7},
+    )
+    with batch:
+        B.Item.set(queue="work").perform_later(1)
+        B.Item.set(queue="work").perform_later(2, "discard")
+    gj.perform_inline("work")  # the items; the callbacks are Ruby jobs, never performed here
+    (ours,) = db.execute(
+        "SELECT row_to_json(b) FROM good_job_batches b WHERE id = %s", (batch.id,)
+    ).fetchone()
+    set_columns = sorted(k for k, v in ruby_batch.items() if v is not None)
+    # finished_at waits for the callbacks to run.
+    assert sorted(k for k, v in ours.items() if v is not None) == sorted(
+        set(set_columns) - {"finished_at"}
+    )
+    for column in ("serialized_properties", "on_finish", "on_success", "on_discard",
+                   "callback_queue_name", "callback_priority", "description"):  # fmt: skip
+        assert ours[column] == ruby_batch[column], column
+    jobs = [
+        r[0]
+        for r in db.execute(
+            "SELECT row_to_json(j) FROM good_jobs j WHERE batch_id = %(id)s"
+            " OR batch_callback_id = %(id)s ORDER BY created_at, batch_callback_id NULLS FIRST",
+            {"id": batch.id},
+        )
+    ]
+
+    def shape(row: dict) -> tuple:
+        args = row["serialized_params"]["arguments"]
+        event = args[1]["event"]["value"] if row["batch_callback_id"] else None
+        return (
+            row["queue_name"],
+            row["priority"],
+            row["batch_id"] is not None,
+            row["batch_callback_id"] is not None,
+            row["error_event"],
+            event,
+        )
+
+    assert sorted(map(repr, map(shape, jobs))) == sorted(map(repr, map(shape, ruby_jobs)))
+    ruby_args = [
+        r["serialized_params"]["arguments"][1] for r in ruby_jobs if r["batch_callback_id"]
+    ]
+    our_args = [r["serialized_params"]["arguments"][1] for r in jobs if r["batch_callback_id"]]
+    assert sorted(map(json.dumps, our_args)) == sorted(map(json.dumps, ruby_args))
+
+
+def test_goodjob_capture_script_still_agrees(goodjob_ruby: GoodJobRuby, db):
+    """Re-run the capture against this database: today's GoodJob writes what the fixture holds."""
+    out = goodjob_ruby.run("capture_batches.rb", GJ_LOG_LEVEL="fatal")
+    fresh = [json.loads(line) for line in out.splitlines()]
+    kept = [
+        json.loads(line)
+        for line in (REFERENCE / "good_job_batches_discard.jsonl").read_text().splitlines()
+    ]
+
+    def nulls(rows: list[dict]) -> list[tuple]:
+        return sorted(
+            (c["table"], tuple(sorted(k for k, v in c["row"].items() if v is None))) for c in rows
+        )
+
+    assert nulls(fresh) == nulls(kept)

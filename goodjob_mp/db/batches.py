@@ -106,6 +106,7 @@ UPDATE good_job_batches
 SET discarded_at = NULL, finished_at = NULL, jobs_finished_at = NULL, updated_at = %(now)s
 WHERE id = %(id)s
 """
+BATCH_OF_JOB = "SELECT batch_id FROM good_jobs WHERE id = %s"
 ADD_JOBS = "UPDATE good_jobs SET batch_id = %s WHERE id = ANY(%s)"
 DISCARDED_JOB_IDS = """
 SELECT id FROM good_jobs

@@ -501,6 +501,15 @@ def _perform_inline(job_ids: list[uuid.UUID]) -> int:
     return 0
 
 
+def batch_of_job(job_id: str | uuid.UUID | None) -> Batch | None:
+    """The batch of the job with this id (one indexed read), or None."""
+    if job_id is None:
+        return None
+    with _connection(None) as conn:
+        row = conn.execute(store.BATCH_OF_JOB, (uuid.UUID(str(job_id)),)).fetchone()
+    return _LazyBatch(row[0]) if row and row[0] is not None else None
+
+
 def locate_arguments(args: list[Any]) -> list[Any]:
     """A callback's GlobalID of a batch becomes that ``Batch`` (read lazily: only a callback
     that looks at it pays the query)."""
