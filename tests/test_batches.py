@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import threading
 import uuid
@@ -312,33 +313,35 @@ def test_race_second_checker_waits_for_the_lock_then_sees_the_first(db, database
     assert [e for _, e in callback_rows(db, batch.id)] == ["finish", "success"]
 
 
-LEDGER_BATCHES = 24
+LEDGER_BATCHES = 40
 
 
 def test_many_batches_two_pools_callbacks_exactly_once(start, db, records):
-    """A real supervisor, two pools on the same queue finishing jobs of the same batches at the
-    same time (every job waits at a gate that opens at once); a ledger of callback performs."""
+    """A real supervisor with two pools: every batch has one job on queue ``left`` (pool 1) and
+    one on ``right`` (pool 2), so its last two jobs always finish in two processes; all jobs wait
+    at a gate that opens at once, so they finish together. A ledger of callback performs."""
     gate = records / "gate"
     made = []
     with gj.bulk():
         for n in range(LEDGER_BATCHES):
             batch = full_batch()
             with batch:
-                B.Item.perform_later(n, f"gate:{gate}")
-                B.Item.perform_later(n, f"gate:{gate}")
+                B.Item.set(queue="left").perform_later(n, f"gate:{gate}")
+                B.Item.set(queue="right").perform_later(n, f"gate:{gate}")
             made.append(batch)
-    sup = start("--queues=default:4;default:4;callbacks:2")
+    sup = start("--queues=left:4;right:4;callbacks:2")
     sup.wait_ready(pools=3)
-    # 8 jobs at the gate at once: both pools (4 threads each) hold jobs of these batches.
+    # 8 jobs at the gate at once: both pools (4 threads each) are inside jobs of these batches.
     assert wait_for(lambda: len(J.lines(records, "items")) >= 8, 60), sup.output()
     gate.write_text("open")
     done = "SELECT count(*) FROM good_job_batches WHERE finished_at IS NOT NULL"
     assert wait_for(lambda: db.execute(done).fetchone()[0] == LEDGER_BATCHES, 120), sup.output()
-    performers = db.execute(
-        "SELECT count(DISTINCT e.process_id) FROM good_job_executions e"
+    split = db.execute(
+        "SELECT j.batch_id, count(DISTINCT e.process_id) FROM good_job_executions e"
         " JOIN good_jobs j ON j.active_job_id = e.active_job_id WHERE j.batch_id IS NOT NULL"
-    ).fetchone()[0]
-    assert performers >= 2
+        " GROUP BY j.batch_id"
+    ).fetchall()
+    assert sorted(n for _, n in split) == [2] * LEDGER_BATCHES  # two processes per batch
     lines = J.lines(records, "callbacks")
     for batch in made:
         assert [e for _, e in callback_rows(db, batch.id)] == ["finish", "success"], batch
@@ -347,6 +350,8 @@ def test_many_batches_two_pools_callbacks_exactly_once(start, db, records):
             "success",
         ]
     assert len(lines) == 2 * LEDGER_BATCHES
+    sup.signal(signal.SIGTERM)
+    assert sup.wait_exit() == 0
 
 
 # --- bulk ------------------------------------------------------------------------------------
