@@ -131,6 +131,8 @@ def _discard(job: ClaimedJob, started: dt.datetime, error: str, settings: Settin
         preserve=should_preserve(settings, job, "discarded", error),
         had_executions=job.executions_count > 1,
         outcome="discarded",
+        batch_id=job.batch_id,
+        batch_callback_id=job.batch_callback_id,
     )
 
 
@@ -183,9 +185,12 @@ def perform(job: ClaimedJob, settings: Settings) -> JobResult:
     ``internal_error_result``). The worker stops its threads with events, never by raising into
     them, so nothing that escapes a job can be the worker's own shutdown."""
     try:
-        return _perform(job, settings)
+        result = _perform(job, settings)
     except BaseException as exc:
         return internal_error_result(job, exc)
+    # For the finish hooks (batches), so a write without batch jobs skips them.
+    result.batch_id, result.batch_callback_id = job.batch_id, job.batch_callback_id
+    return result
 
 
 def internal_error_result(job: ClaimedJob, exc: BaseException) -> JobResult:

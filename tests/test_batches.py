@@ -13,6 +13,7 @@ import psycopg
 import pytest
 
 import goodjob_mp as gj
+from goodjob_mp import features
 from goodjob_mp.cleanup import cleanup_preserved
 from goodjob_mp.db import batches as store
 from goodjob_mp.db import job_store
@@ -293,13 +294,13 @@ def test_race_second_checker_waits_for_the_lock_then_sees_the_first(db, database
 
     def second() -> None:
         try:
-            job_store.write_results(b, [_result(ids[1], None)], owners[1])
+            job_store.write_results(b, [_result(ids[1], batch.id)], owners[1])
         except BaseException as exc:  # noqa: BLE001 - reported below
             errors.append(exc)
 
     try:
         with a.transaction():
-            job_store.write_results(a, [_result(ids[0], None)], owners[0])
+            job_store.write_results(a, [_result(ids[0], batch.id)], owners[0])
             thread = threading.Thread(target=second)
             thread.start()
             waiting = "SELECT wait_event_type FROM pg_stat_activity WHERE pid = %s"
@@ -310,6 +311,30 @@ def test_race_second_checker_waits_for_the_lock_then_sees_the_first(db, database
     finally:
         a.close()
         b.close()
+    assert [e for _, e in callback_rows(db, batch.id)] == ["finish", "success"]
+
+
+def test_claim_carries_batch_ids_and_plain_results_skip_the_hook(db):
+    batch = full_batch()
+    with batch:
+        in_batch = B.Item.perform_later(1).id
+    plain = B.Item.perform_later(2).id
+    claimed = {j.id: j for j in job_store.claim_jobs_by_id(db, [in_batch, plain], uuid.uuid4())}
+    assert claimed[in_batch].batch_id == batch.id and claimed[plain].batch_id is None
+    assert not features.finish_wanted([_result(plain, None)])
+    assert features.finish_wanted([_result(plain, None), _result(in_batch, batch.id)])
+
+
+def test_a_job_added_to_a_batch_while_running_still_finishes_it(db):
+    handle = B.Item.perform_later(1)
+    owner = uuid.uuid4()
+    (claimed,) = job_store.claim_jobs_by_id(db, [handle.id], owner)
+    assert claimed.batch_id is None  # claimed before it joined
+    batch = full_batch()
+    batch.add(handle)
+    batch.enqueue()
+    assert callback_rows(db, batch.id) == []  # its one job is running
+    assert job_store.write_results(db, [_result(handle.id, claimed.batch_id)], owner) == []
     assert [e for _, e in callback_rows(db, batch.id)] == ["finish", "success"]
 
 

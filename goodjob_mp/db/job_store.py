@@ -209,7 +209,7 @@ RETURNING j.id, j.active_job_id, j.job_class, j.queue_name, j.priority, j.serial
     CASE WHEN c.prev_performed_at IS NULL THEN 0 ELSE (
         SELECT count(*) FROM good_job_executions e
         WHERE e.active_job_id = j.active_job_id AND e.error_event = 0) END AS interrupts,
-    {locked} AS advisory_locked
+    {locked} AS advisory_locked, j.batch_id, j.batch_callback_id
 """)
 _CANDIDATES = sql.SQL("""
 SELECT id, performed_at AS prev_performed_at
@@ -291,6 +291,8 @@ class ClaimedJob:
     cron_key: str | None
     interrupts: int
     advisory_locked: bool = False
+    batch_id: uuid.UUID | None = None
+    batch_callback_id: uuid.UUID | None = None
 
 
 class ClaimStatement:
@@ -439,7 +441,8 @@ class JobResult:
     outcome: str = "succeeded"
     queue_name: str | None = None  # set on retries: whose listeners to wake at retry_at
     advisory_locked: bool = False  # the claim took GoodJob's job lock: release after writing
-    # Filled by write_results from the row it wrote, for the finish hooks (batches).
+    # Copied from the claimed row by execution; write_results corrects them from the row it
+    # wrote. The finish hooks (batches) read them.
     batch_id: uuid.UUID | None = None
     batch_callback_id: uuid.UUID | None = None
 
@@ -505,6 +508,16 @@ SELECT id, batch_id, batch_callback_id FROM gone
 """
 
 
+def _as_written(
+    results: Sequence[JobResult],
+    written: dict[uuid.UUID, tuple[uuid.UUID | None, uuid.UUID | None]],
+) -> list[JobResult]:
+    done = [r for r in results if r.id in written]
+    for r in done:
+        r.batch_id, r.batch_callback_id = written[r.id]
+    return done
+
+
 def write_results(
     conn: psycopg.Connection, results: Sequence[JobResult], process_id: uuid.UUID
 ) -> list[JobResult]:
@@ -517,7 +530,9 @@ def write_results(
     keep = [r for r in results if r.preserve or not r.finished]
     drop = [r for r in results if not (r.preserve or not r.finished)]
     retries = any(r.retry_at is not None for r in keep)
-    hooks = bool(features.finish_hooks)
+    # A hook says whether it needs these results (batches: only if one is a batch job): if none
+    # does, the write stays the single autocommit statement.
+    hooks = bool(features.finish_hooks) and features.finish_wanted(results)
     # One statement in autocommit is atomic by itself: BEGIN/COMMIT would add two round trips
     # to every batch of the hot path.
     single = conn.autocommit and not retries and not (keep and drop) and not hooks
@@ -557,10 +572,14 @@ def write_results(
             )
             written.update((row[0], (row[1], row[2])) for row in cur)
         if hooks:
-            done = [r for r in results if r.id in written]
-            for r in done:
-                r.batch_id, r.batch_callback_id = written[r.id]
-            features.after_finish(conn, done)
+            features.after_finish(conn, _as_written(results, written))
+    if not hooks and features.finish_hooks:
+        # A row that joined a batch after it was claimed (Batch.add of a running job): the claim
+        # did not know, so its hook runs now, in a transaction of its own.
+        late = [r for r in _as_written(results, written) if r.batch_id or r.batch_callback_id]
+        if late and features.finish_wanted(late):
+            with conn.transaction():
+                features.after_finish(conn, late)
     if len(written) == len(results):
         return []
     return [r for r in results if r.id not in written]

@@ -65,8 +65,9 @@ from goodjob_mp.features import batches, known_classes  # noqa: E402
 CLAIM_FEATURES: list[ClaimFeature] = [known_classes.claim_condition]
 
 enqueue_hooks: tuple[EnqueueHook, ...] = ()
-# Batches are always on: any job may belong to a batch (one made by a Rails GoodJob too). The
-# hook costs a transaction around each result write, and a query only for batch jobs.
+# Batches are always on: any job may belong to a batch (one made by a Rails GoodJob too). Its
+# hook wants only results of batch jobs (batch ids from the claim), so a write with none stays
+# one autocommit statement.
 finish_hooks: tuple[FinishHook, ...] = (batches.after_finish,)
 
 
@@ -104,6 +105,16 @@ def before_enqueue(conn: psycopg.Connection, rows: list[NewJob]) -> list[NewJob]
     for hook in enqueue_hooks:
         rows = hook(conn, rows)
     return rows
+
+
+def finish_wanted(results: Sequence[JobResult]) -> bool:
+    """Whether any finish hook needs these results: a hook with a ``wants(results)`` attribute
+    is asked, one without always runs."""
+    for hook in finish_hooks:
+        wants = getattr(hook, "wants", None)
+        if wants is None or wants(results):
+            return True
+    return False
 
 
 def after_finish(conn: psycopg.Connection, results: Sequence[JobResult]) -> None:

@@ -477,6 +477,13 @@ def after_finish(conn: psycopg.Connection, results: Sequence[JobResult]) -> None
         _queue_inline(enqueued)
 
 
+def _wants(results: Sequence[JobResult]) -> bool:
+    return any(r.batch_id is not None or r.batch_callback_id is not None for r in results)
+
+
+after_finish.wants = _wants  # type: ignore[attr-defined]
+
+
 def _inline_mode() -> bool:
     from goodjob_mp.config import current_settings
 
