@@ -90,12 +90,25 @@ LOCK = (
 # committed before the lock was granted.
 SELECT_FOR_UPDATE = f"SELECT {COLUMNS} FROM good_job_batches WHERE id = %s FOR UPDATE"
 SELECT_ONE = f"SELECT {COLUMNS} FROM good_job_batches WHERE id = %s"
-JOBS_UNFINISHED = (
-    "SELECT EXISTS (SELECT 1 FROM good_jobs WHERE batch_id = %s AND finished_at IS NULL)"
+# Many batches at once (one result write touches several): the advisory locks in the order of
+# the array (the caller sorts it, so two writers never wait on each other in a cycle), then the
+# rows; ORDER BY makes every lock be taken before the first row is locked and returned.
+LOCK_MANY = f"""
+WITH locks AS MATERIALIZED (
+    SELECT u.id, pg_advisory_xact_lock(
+        ('x' || substr(md5('good_job_batches-' || u.id::text), 1, 16))::bit(64)::bigint)
+    FROM unnest(%s::uuid[]) AS u(id)
 )
-CALLBACKS_UNFINISHED = (
-    "SELECT EXISTS (SELECT 1 FROM good_jobs WHERE batch_callback_id = %s AND finished_at IS NULL)"
-)
+SELECT {COLUMNS} FROM good_job_batches WHERE id IN (SELECT id FROM locks) ORDER BY id FOR UPDATE
+"""
+# Per batch: is any job unfinished, is any callback job unfinished (a job waiting for its retry
+# is unfinished). One statement for all batches of a write, after the locks.
+UNFINISHED = """
+SELECT u.id,
+    EXISTS (SELECT 1 FROM good_jobs j WHERE j.batch_id = u.id AND j.finished_at IS NULL),
+    EXISTS (SELECT 1 FROM good_jobs j WHERE j.batch_callback_id = u.id AND j.finished_at IS NULL)
+FROM unnest(%s::uuid[]) AS u(id)
+"""
 MARK = {
     name: f"UPDATE good_job_batches SET {name} = %(now)s, updated_at = %(now)s WHERE id = %(id)s"
     for name in ("enqueued_at", "discarded_at", "jobs_finished_at", "finished_at")
@@ -160,12 +173,20 @@ def find(conn: psycopg.Connection, batch_id: uuid.UUID) -> BatchRow | None:
         return cur.execute(SELECT_ONE, (batch_id,)).fetchone()
 
 
-def jobs_unfinished(conn: psycopg.Connection, batch_id: uuid.UUID) -> bool:
-    return bool(conn.execute(JOBS_UNFINISHED, (batch_id,)).fetchone()[0])  # type: ignore[index]
+def lock_many(
+    conn: psycopg.Connection, batch_ids: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, BatchRow]:
+    """``lock`` for several batches in one statement; ids must be sorted. Missing ids are left
+    out (a batch that cleanup removed)."""
+    with conn.cursor(row_factory=class_row(BatchRow)) as cur:
+        return {row.id: row for row in cur.execute(LOCK_MANY, (list(batch_ids),))}
 
 
-def callbacks_unfinished(conn: psycopg.Connection, batch_id: uuid.UUID) -> bool:
-    return bool(conn.execute(CALLBACKS_UNFINISHED, (batch_id,)).fetchone()[0])  # type: ignore[index]
+def unfinished(
+    conn: psycopg.Connection, batch_ids: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, tuple[bool, bool]]:
+    """Per batch: (a job is unfinished, a callback job is unfinished)."""
+    return {r[0]: (r[1], r[2]) for r in conn.execute(UNFINISHED, (list(batch_ids),))}
 
 
 def mark(conn: psycopg.Connection, batch_id: uuid.UUID, column: str, now: dt.datetime) -> None:

@@ -414,8 +414,6 @@ def continue_discard_or_finish(
     ``discarded``: a job of this batch was discarded by the results being written. ``locked``
     False when the caller holds the advisory lock already. Returns the callback jobs enqueued.
     """
-    from goodjob_mp.db.job_store import insert_job, utcnow
-
     if locked:
         row = store.lock(conn, batch_id)
     else:
@@ -423,6 +421,17 @@ def continue_discard_or_finish(
             row = cur.execute(store.SELECT_FOR_UPDATE, (batch_id,)).fetchone()
     if row is None:
         return []  # a batch GoodJob's cleanup removed, or a dangling id: nothing to advance
+    jobs_left, callbacks_left = store.unfinished(conn, [batch_id])[batch_id]
+    return _advance(conn, row, discarded, jobs_left, callbacks_left)
+
+
+def _advance(
+    conn: psycopg.Connection, row: BatchRow, discarded: bool, jobs_left: bool, callbacks_left: bool
+) -> list[uuid.UUID]:
+    """The three steps, on a locked row and what was unfinished once the lock was held."""
+    from goodjob_mp.db.job_store import insert_job, utcnow
+
+    batch_id = row.id
     now = utcnow()
     enqueued: list[uuid.UUID] = []
 
@@ -436,20 +445,17 @@ def continue_discard_or_finish(
         store.mark(conn, batch_id, "discarded_at", now)
         row.discarded_at = now
         callback(row.on_discard, "discard")
-    if (
-        row.enqueued_at is not None
-        and row.jobs_finished_at is None
-        and not store.jobs_unfinished(conn, batch_id)
-    ):
+    if row.enqueued_at is not None and row.jobs_finished_at is None and not jobs_left:
         store.mark(conn, batch_id, "jobs_finished_at", now)
         row.jobs_finished_at = now
         if row.discarded_at is None:
             callback(row.on_success, "success")
         callback(row.on_finish, "finish")
+    # Callbacks enqueued just now are unfinished too.
     if (
         row.finished_at is None
         and row.jobs_finished_at is not None
-        and not store.callbacks_unfinished(conn, batch_id)
+        and not (callbacks_left or enqueued)
     ):
         store.mark(conn, batch_id, "finished_at", now)
     return enqueued
@@ -470,9 +476,13 @@ def after_finish(conn: psycopg.Connection, results: Sequence[JobResult]) -> None
             touched.setdefault(r.batch_callback_id, False)
     if not touched:
         return
+    ids = sorted(touched)
+    rows = store.lock_many(conn, ids)  # a batch cleanup removed is left out
+    left = store.unfinished(conn, list(rows)) if rows else {}
     enqueued: list[uuid.UUID] = []
-    for batch_id in sorted(touched):
-        enqueued += continue_discard_or_finish(conn, batch_id, discarded=touched[batch_id])
+    for batch_id in ids:
+        if batch_id in rows:
+            enqueued += _advance(conn, rows[batch_id], touched[batch_id], *left[batch_id])
     if enqueued:
         _queue_inline(enqueued)
 
