@@ -244,8 +244,9 @@ def migrate(ctx: click.Context, check: bool, goodjob_indexes: bool | None) -> No
 def cleanup_preserved_jobs(
     ctx: click.Context, before_seconds_ago: float | None, keep_discarded: bool
 ) -> None:
-    """Delete preserved job records (and their executions) older than a cut-off."""
-    from goodjob_mp.cleanup import cleanup_preserved_jobs as run_cleanup
+    """Delete preserved job records (and their executions) and finished batches older than a
+    cut-off."""
+    from goodjob_mp.cleanup import cleanup_preserved as run_cleanup
 
     settings = load(ctx)
     seconds = (
@@ -261,13 +262,13 @@ def cleanup_preserved_jobs(
             f"{seconds!r}: use seconds >= 0, or -1 to disable", param_hint="'--before-seconds-ago'"
         )
     with connection() as conn:
-        deleted = run_cleanup(
+        deleted, batches_deleted = run_cleanup(
             conn,
             settings,
             before_seconds_ago=before_seconds_ago,
             include_discarded=False if keep_discarded else None,
         )
-    click.echo(f"deleted {deleted} job(s)")
+    click.echo(f"deleted {deleted} job(s) and {batches_deleted} batch(es)")
 
 
 main.add_command(cron)
@@ -278,3 +279,6 @@ _register_dashboard(main)
 from goodjob_mp import pauses_cli  # noqa: E402  (pause, unpause, pauses)
 
 pauses_cli.register(main)
+from goodjob_mp import batches_cli  # noqa: E402  (batches)
+
+batches_cli.register(main)

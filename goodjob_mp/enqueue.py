@@ -28,6 +28,7 @@ from goodjob_mp.config import Settings, current_settings
 from goodjob_mp.db.connection import enqueue_connection
 from goodjob_mp.db.job_store import NewJob, copy_jobs, insert_job, to_naive_utc, utcnow
 from goodjob_mp.db.migrate import schema_missing_error
+from goodjob_mp.features.batches import current_batch_id
 from goodjob_mp.jobs import DEFAULT_PRIORITY, DEFAULT_QUEUE, EnqueueOptions
 from goodjob_mp.serialization import WritePolicy, serialize_arguments
 
@@ -123,6 +124,9 @@ class Bulk:
 
     rows: list[NewJob] = field(default_factory=list)
     jobs: list[EnqueuedJob] = field(default_factory=list)
+    # Run in the COPY's transaction after it (a batch enqueued inside the block); each returns
+    # the ids of jobs it enqueued, for inline mode to perform after the commit.
+    on_write: list[Callable[[psycopg.Connection], list[uuid.UUID]]] = field(default_factory=list)
 
 
 _bulk: contextvars.ContextVar[Bulk | None] = contextvars.ContextVar("goodjob_mp_bulk", default=None)
@@ -143,20 +147,22 @@ def bulk(connection: psycopg.Connection | None = None) -> Iterator[Bulk]:
         yield collected
     finally:
         _bulk.reset(token)
-    if collected.rows:
+    if collected.rows or collected.on_write:
         # Inline mode performs them unless a router wrote them in a framework's transaction.
-        _route(lambda conn: _copy_now(collected.rows, conn, conn is connection), connection)
+        _route(lambda conn: _copy_now(collected, conn, conn is connection), connection)
 
 
-def _copy_now(
-    rows: Sequence[NewJob], connection: psycopg.Connection | None, perform_inline: bool
-) -> None:
+def _copy_now(collected: Bulk, connection: psycopg.Connection | None, perform_inline: bool) -> None:
+    also: list[uuid.UUID] = []
     with _writing(connection) as conn:
         with conn.transaction():
-            copy_jobs(conn, rows)
-        _emit_after_commit(conn, rows)
+            if collected.rows:
+                copy_jobs(conn, collected.rows)
+            for action in collected.on_write:
+                also += action(conn)
+        _emit_after_commit(conn, collected.rows)
     if perform_inline:
-        _after_write(rows)
+        _after_write(collected.rows, also)
 
 
 @contextlib.contextmanager
@@ -298,12 +304,12 @@ def _emit(row: NewJob) -> None:
 on_async_enqueue: Callable[[], None] | None = None
 
 
-def _after_write(rows: Sequence[NewJob]) -> None:
+def _after_write(rows: Sequence[NewJob], also: Sequence[uuid.UUID] = ()) -> None:
     mode = current_settings().execution_mode
     # Inline mode performs exactly the jobs just written (and what they enqueue), as GoodJob.
     if mode == "inline" and _connection.get() is None:
         now = utcnow()
-        inline.perform_enqueued([row.id for row in rows if row.scheduled_at <= now])
+        inline.perform_enqueued([row.id for row in rows if row.scheduled_at <= now] + list(also))
     elif mode == "async" and on_async_enqueue is not None:
         on_async_enqueue()
 
@@ -321,6 +327,9 @@ def enqueue(
 
 
 def _write(row: NewJob, connection: psycopg.Connection | None) -> EnqueuedJob:
+    batch_id = current_batch_id.get()
+    if batch_id is not None and row.batch_id is None:
+        row.batch_id = batch_id  # inside `with batch:` (features/batches.py)
     collected = _bulk.get()
     if collected is not None:
         collected.rows.append(row)

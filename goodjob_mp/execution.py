@@ -27,8 +27,9 @@ from goodjob_mp.config import Settings
 from goodjob_mp.db import job_store
 from goodjob_mp.db.job_store import ClaimedJob, JobResult, utcnow
 from goodjob_mp.db.jsonb import UnreadableJSON
+from goodjob_mp.features.batches import locate_arguments
 from goodjob_mp.jobs import Job, RetryOn, UnknownJobClassError, importable_packages, lookup
-from goodjob_mp.serialization import DeserializationError, deserialize_arguments
+from goodjob_mp.serialization import DeserializationError, GlobalID, deserialize_arguments
 from goodjob_mp.timeouts import time_limit
 
 log = logging.getLogger("goodjob_mp.job")
@@ -138,6 +139,8 @@ def _discard(job: ClaimedJob, started: dt.datetime, error: str, settings: Settin
         preserve=should_preserve(settings, job, "discarded", error),
         had_executions=job.executions_count > 1,
         outcome="discarded",
+        batch_id=job.batch_id,
+        batch_callback_id=job.batch_callback_id,
     )
 
 
@@ -194,9 +197,12 @@ def perform(job: ClaimedJob, settings: Settings) -> JobResult:
     ``internal_error_result``). The worker stops its threads with events, never by raising into
     them, so nothing that escapes a job can be the worker's own shutdown."""
     try:
-        return _perform(job, settings)
+        result = _perform(job, settings)
     except BaseException as exc:
         return internal_error_result(job, exc)
+    # For the finish hooks (batches), so a write without batch jobs skips them.
+    result.batch_id, result.batch_callback_id = job.batch_id, job.batch_callback_id
+    return result
 
 
 def internal_error_result(job: ClaimedJob, exc: BaseException) -> JobResult:
@@ -278,6 +284,8 @@ def _begin(job: ClaimedJob, settings: Settings) -> Prepared | JobResult:
             )
         job_cls = lookup(job_class or "", import_under=_importable(settings))
         args, kwargs = deserialize_arguments(params.get("arguments") or [])
+        if args and any(type(a) is GlobalID for a in args):
+            args = locate_arguments(args)  # a batch callback's batch
     except (UnknownJobClassError, DeserializationError) as exc:
         error = f"{type(exc).__name__}: {exc}"
         # One log line for it: _finish_events says "discarded" with the error.

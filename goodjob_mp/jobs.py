@@ -421,6 +421,13 @@ class Job:
     def perform(self, *args: Any, **kwargs: Any) -> Any:
         raise NotImplementedError(f"{type(self).__name__}.perform is not defined")
 
+    @property
+    def batch(self) -> Any:
+        """While performing: the ``Batch`` this job belongs to, or None (GoodJob's ``batch``)."""
+        from goodjob_mp.features.batches import batch_of_job
+
+        return batch_of_job(self.provider_job_id)
+
     # --- perform callbacks (Active Job's before/around/after_perform) --------------------------
     # Override them; call super() to keep a base class's. ``self.arguments`` holds the call.
 

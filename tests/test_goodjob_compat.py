@@ -126,7 +126,7 @@ def test_migrate_adopts_tables_created_by_goodjob(database_url):
             count = conn.execute(
                 "SELECT count(*) FROM pg_indexes WHERE tablename LIKE 'good_job%'"
             ).fetchone()[0]
-            assert count == 36  # 27 indexes + 5 primary keys + our 2 claim (0002) + 2 of 0004
+            assert count == 38  # 27 indexes + 5 primary keys + ours: 2 (0002), 2 (0004), 2 (0005)
     finally:
         with psycopg.connect(database_url, autocommit=True) as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
@@ -171,13 +171,14 @@ def test_goodjob_full_index_set_is_opt_in(database_url, opt_in):
         before = conn.execute(
             "SELECT count(*) FROM pg_indexes WHERE tablename LIKE 'good_job%'"
         ).fetchone()[0]
-        # 5 primary keys + 2 unique + 4 lean + 2 claim (0002) + 4 (0004) + 1 GoodJob's (0006)
-        assert before == 18
+        # 5 primary keys + 2 unique + 4 lean + 2 claim (0002) + 4 (0004) + 4 (0005) + 1 GoodJob's
+        # (0006)
+        assert before == 22
         migrate(conn, goodjob_indexes=opt_in)
         after = conn.execute(
             "SELECT count(*) FROM pg_indexes WHERE tablename LIKE 'good_job%'"
         ).fetchone()[0]
-        assert after == 36  # GoodJob's 27 + 5 primary keys + our 2 of 0002 + 2 of 0004
+        assert after == 38  # GoodJob's 27 + 5 primary keys + ours: 2 (0002), 2 (0004), 2 (0005)
         for (name,) in conn.execute(
             "SELECT indexname FROM pg_indexes WHERE tablename LIKE 'good_job%' AND indexname"
             " NOT LIKE '%%pkey' AND indexname NOT IN ("

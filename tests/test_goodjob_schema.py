@@ -43,6 +43,8 @@ OUR_OWN_INDEXES = {
     "index_good_jobs_on_job_class_for_dequeue_unlocked",
     "index_good_jobs_on_performed_at_running",
     "index_good_job_executions_on_finished_at_brin",
+    "index_good_job_batches_on_created_at_and_id",
+    "index_good_jobs_on_batch_id_unfinished",
 }
 
 

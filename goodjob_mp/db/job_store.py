@@ -69,14 +69,16 @@ INSERT_COLUMNS = (
     "cron_key",
     "cron_at",
     "batch_id",
+    "batch_callback_id",
 )
 
 _INSERT_VALUES = """
 INSERT INTO good_jobs (id, active_job_id, job_class, queue_name, priority, serialized_params,
-                       scheduled_at, created_at, updated_at, labels, cron_key, cron_at, batch_id)
+                       scheduled_at, created_at, updated_at, labels, cron_key, cron_at, batch_id,
+                       batch_callback_id)
 VALUES (%(id)s, %(id)s, %(job_class)s, %(queue_name)s, %(priority)s, %(serialized_params)s,
         %(scheduled_at)s, %(created_at)s, %(created_at)s, %(labels)s, %(cron_key)s, %(cron_at)s,
-        %(batch_id)s)
+        %(batch_id)s, %(batch_callback_id)s)
 """
 # One statement, so in autocommit mode the row and its NOTIFY commit together, and inside a
 # caller's transaction the NOTIFY is delivered only if that transaction commits.
@@ -109,6 +111,7 @@ class NewJob:
     cron_key: str | None = None
     cron_at: dt.datetime | None = None
     batch_id: uuid.UUID | None = None
+    batch_callback_id: uuid.UUID | None = None  # a batch's callback job (features/batches.py)
 
     def params(self) -> dict[str, Any]:
         return {
@@ -123,6 +126,7 @@ class NewJob:
             "cron_key": self.cron_key,
             "cron_at": self.cron_at,
             "batch_id": self.batch_id,
+            "batch_callback_id": self.batch_callback_id,
             "notify": notify_payload(self.queue_name, self.scheduled_at),
         }
 
@@ -141,6 +145,7 @@ class NewJob:
             self.cron_key,
             self.cron_at,
             self.batch_id,
+            self.batch_callback_id,
         )
 
 
@@ -204,7 +209,7 @@ RETURNING j.id, j.active_job_id, j.job_class, j.queue_name, j.priority, j.serial
     CASE WHEN c.prev_performed_at IS NULL THEN 0 ELSE (
         SELECT count(*) FROM good_job_executions e
         WHERE e.active_job_id = j.active_job_id AND e.error_event = 0) END AS interrupts,
-    {locked} AS advisory_locked
+    {locked} AS advisory_locked, j.batch_id, j.batch_callback_id
 """)
 _CANDIDATES = sql.SQL("""
 SELECT id, performed_at AS prev_performed_at
@@ -286,6 +291,8 @@ class ClaimedJob:
     cron_key: str | None
     interrupts: int
     advisory_locked: bool = False
+    batch_id: uuid.UUID | None = None
+    batch_callback_id: uuid.UUID | None = None
 
 
 class ClaimStatement:
@@ -460,6 +467,10 @@ class JobResult:
     outcome: str = "succeeded"
     queue_name: str | None = None  # set on retries: whose listeners to wake at retry_at
     advisory_locked: bool = False  # the claim took GoodJob's job lock: release after writing
+    # Copied from the claimed row by execution; write_results corrects them from the row it
+    # wrote. The finish hooks (batches) read them.
+    batch_id: uuid.UUID | None = None
+    batch_callback_id: uuid.UUID | None = None
 
 
 _RESULTS = """
@@ -492,7 +503,7 @@ SET finished_at = CASE WHEN r.finished THEN r.ended_at END,
     locked_by_id = NULL, locked_at = NULL, lock_type = NULL, updated_at = r.ended_at
 FROM r
 WHERE j.id = r.id AND j.locked_by_id = %(process_id)s
-RETURNING j.id
+RETURNING j.id, j.batch_id, j.batch_callback_id
 """
 
 
@@ -513,14 +524,24 @@ def _notify_retries(conn: psycopg.Connection, results: Sequence[JobResult]) -> N
 _DELETE_FINISHED = """
 WITH gone AS (
     DELETE FROM good_jobs WHERE id = ANY(%(ids)s) AND locked_by_id = %(process_id)s
-    RETURNING id, active_job_id
+    RETURNING id, active_job_id, batch_id, batch_callback_id
 ), history AS (
     DELETE FROM good_job_executions
     WHERE active_job_id = ANY(%(with_history)s)
       AND active_job_id IN (SELECT active_job_id FROM gone)
 )
-SELECT id FROM gone
+SELECT id, batch_id, batch_callback_id FROM gone
 """
+
+
+def _as_written(
+    results: Sequence[JobResult],
+    written: dict[uuid.UUID, tuple[uuid.UUID | None, uuid.UUID | None]],
+) -> list[JobResult]:
+    done = [r for r in results if r.id in written]
+    for r in done:
+        r.batch_id, r.batch_callback_id = written[r.id]
+    return done
 
 
 def write_results(
@@ -535,11 +556,13 @@ def write_results(
     keep = [r for r in results if r.preserve or not r.finished]
     drop = [r for r in results if not (r.preserve or not r.finished)]
     retries = any(r.retry_at is not None for r in keep)
-    hooks = bool(features.finish_hooks)
+    # A hook says whether it needs these results (batches: only if one is a batch job): if none
+    # does, the write stays the single autocommit statement.
+    hooks = bool(features.finish_hooks) and features.finish_wanted(results)
     # One statement in autocommit is atomic by itself: BEGIN/COMMIT would add two round trips
     # to every batch of the hot path.
     single = conn.autocommit and not retries and not (keep and drop) and not hooks
-    written: set[uuid.UUID] = set()
+    written: dict[uuid.UUID, tuple[uuid.UUID | None, uuid.UUID | None]] = {}
     with contextlib.nullcontext() if single else conn.transaction():
         if keep:
             cur = conn.execute(
@@ -561,7 +584,7 @@ def write_results(
                     "process_id": process_id,
                 },
             )
-            written.update(row[0] for row in cur)
+            written.update((row[0], (row[1], row[2])) for row in cur)
             if retries:
                 _notify_retries(conn, keep)
         if drop:
@@ -573,9 +596,16 @@ def write_results(
                     "process_id": process_id,
                 },
             )
-            written.update(row[0] for row in cur)
+            written.update((row[0], (row[1], row[2])) for row in cur)
         if hooks:
-            features.after_finish(conn, [r for r in results if r.id in written])
+            features.after_finish(conn, _as_written(results, written))
+    if not hooks and features.finish_hooks:
+        # A row that joined a batch after it was claimed (Batch.add of a running job): the claim
+        # did not know, so its hook runs now, in a transaction of its own.
+        late = [r for r in _as_written(results, written) if r.batch_id or r.batch_callback_id]
+        if late and features.finish_wanted(late):
+            with conn.transaction():
+                features.after_finish(conn, late)
     if len(written) == len(results):
         return []
     return [r for r in results if r.id not in written]

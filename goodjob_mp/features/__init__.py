@@ -16,7 +16,8 @@ store never grow a branch per feature.
 - **Finish**: ``after_finish(conn, results)`` runs every registered hook inside the transaction
   that writes a batch of results.
 
-With no hook registered, enqueue and finish pay one empty-tuple test each.
+With no hook registered, enqueue and finish pay one empty-tuple test each. Batches register
+the one finish hook that is always on (features/batches.py).
 
 Adding a claim feature (e.g. pauses) is a module with one function plus one line below::
 
@@ -59,12 +60,15 @@ EnqueueHook = Callable[["psycopg.Connection", "list[NewJob]"], "list[NewJob]"]
 FinishHook = Callable[["psycopg.Connection", "Sequence[JobResult]"], None]
 
 # Imported after the types above: the feature modules use them.
-from goodjob_mp.features import known_classes  # noqa: E402
+from goodjob_mp.features import batches, known_classes  # noqa: E402
 
 CLAIM_FEATURES: list[ClaimFeature] = [known_classes.claim_condition]
 
 enqueue_hooks: tuple[EnqueueHook, ...] = ()
-finish_hooks: tuple[FinishHook, ...] = ()
+# Batches are always on: any job may belong to a batch (one made by a Rails GoodJob too). Its
+# hook wants only results of batch jobs (batch ids from the claim), so a write with none stays
+# one autocommit statement.
+finish_hooks: tuple[FinishHook, ...] = (batches.after_finish,)
 
 
 def claim_conditions(settings: Settings, selector: QueueSelector) -> list[ClaimCondition]:
@@ -101,6 +105,16 @@ def before_enqueue(conn: psycopg.Connection, rows: list[NewJob]) -> list[NewJob]
     for hook in enqueue_hooks:
         rows = hook(conn, rows)
     return rows
+
+
+def finish_wanted(results: Sequence[JobResult]) -> bool:
+    """Whether any finish hook needs these results: a hook with a ``wants(results)`` attribute
+    is asked, one without always runs."""
+    for hook in finish_hooks:
+        wants = getattr(hook, "wants", None)
+        if wants is None or wants(results):
+            return True
+    return False
 
 
 def after_finish(conn: psycopg.Connection, results: Sequence[JobResult]) -> None:

@@ -61,6 +61,8 @@ NAV = (
     ("jobs", "Jobs"),
     ("cron", "Cron"),
     ("processes", "Processes"),
+    ("batches", "Batches"),
+    ("pauses", "Pauses"),
     ("performance", "Performance"),
 )
 ACTION_WORDS = {
@@ -291,6 +293,10 @@ def create_app(
         Route("/cron/{key}/{action}", _endpoint(dash, cron_action), methods=["POST"]),
         Route("/processes", _endpoint(dash, processes_page)),
         Route("/performance", _endpoint(dash, performance_page)),
+        Route("/batches", _endpoint(dash, batches_page)),
+        Route("/batches/{batch_id}", _endpoint(dash, batch_page)),
+        Route("/pauses", _endpoint(dash, pauses_page)),
+        Route("/pauses/{action}", _endpoint(dash, pause_action), methods=["POST"]),
         Mount("/static", app=StaticFiles(directory=HERE / "static"), name="static"),
     ]
     app = Starlette(routes=routes)
@@ -611,6 +617,126 @@ async def performance_page(dash: Dashboard, request: Request) -> Response:
             "total": sum(sum(v) for v in perf.series.values()),
         },
     )
+
+
+# --- batches and pauses -------------------------------------------------------------------------
+# Reads from goodjob_mp.db.batches (as `goodjob-supervisor batches`) and goodjob_mp.pauses_api
+# (as `goodjob-supervisor pause / unpause / pauses`).
+
+BATCH_PAGE_SIZE = 25
+
+
+def _batch_cursor(text: str | None) -> tuple[dt.datetime, uuid.UUID] | None:
+    """``before`` = "<created_at ISO>_<id>" of the last row shown; a bad one starts over."""
+    if not text:
+        return None
+    stamp, _, ident = text.rpartition("_")
+    try:
+        return dt.datetime.fromisoformat(stamp), uuid.UUID(ident)
+    except ValueError:
+        raise admin.FilterError(f"{text!r} is not a batches page cursor") from None
+
+
+async def batches_page(dash: Dashboard, request: Request) -> Response:
+    from goodjob_mp.db import batches
+
+    before = _batch_cursor(request.query_params.get("before"))
+    rows = await run_in_threadpool(dash.run, batches.list_batches, BATCH_PAGE_SIZE + 1, before)
+    more = len(rows) > BATCH_PAGE_SIZE
+    rows = rows[:BATCH_PAGE_SIZE]
+    last = rows[-1] if rows and more else None
+    return dash.render(
+        request,
+        "batches.html",
+        {
+            "page": "batches",
+            "batches": rows,
+            "next_cursor": f"{last.created_at.isoformat()}_{last.id}" if last else None,
+        },
+    )
+
+
+async def batch_page(dash: Dashboard, request: Request) -> Response:
+    from goodjob_mp.db import batches
+    from goodjob_mp.features.batches import load_properties
+
+    try:
+        batch_id = uuid.UUID(request.path_params["batch_id"])
+    except ValueError:
+        return dash.error(request, 404, "That is not a batch id.")
+
+    def load(conn: Any) -> tuple[Any, list[Any]]:
+        row = batches.find(conn, batch_id)
+        return row, (batches.batch_jobs(conn, batch_id, admin.utcnow()) if row else [])
+
+    row, jobs = await run_in_threadpool(dash.run, load)
+    if row is None:
+        return dash.error(
+            request, 404, f"No batch {batch_id} (finished batches may be cleaned up)."
+        )
+    try:
+        properties = load_properties(row.serialized_properties)
+    except ValueError:  # a Ruby-only serializer: show what is stored
+        properties = row.serialized_properties
+    return dash.render(
+        request,
+        "batch.html",
+        {
+            "page": "batches",
+            "batch": row,
+            "state": batches.batch_state(row.enqueued_at, row.discarded_at, row.finished_at),
+            "properties": properties,
+            "jobs": jobs,
+        },
+    )
+
+
+PAUSE_KINDS = (("queue", "Queue"), ("job_class", "Job class"), ("label", "Label"))
+_PAUSE_LISTS = {"queue": "queues", "job_class": "job_classes", "label": "labels"}
+
+
+async def pauses_page(dash: Dashboard, request: Request) -> Response:
+    from goodjob_mp import pauses_api
+
+    current = await run_in_threadpool(dash.run, lambda conn: pauses_api.pauses(connection=conn))
+    words = dict(PAUSE_KINDS)
+    paused = [
+        (kind, words[kind], name)
+        for kind, attr in _PAUSE_LISTS.items()
+        for name in getattr(current, attr)
+    ]
+    done = request.query_params.get("done")
+    notice = {"pause": "Paused.", "unpause": "Unpaused.", "same": "Nothing changed."}.get(
+        done or ""
+    )
+    return dash.render(
+        request,
+        "pauses.html",
+        {"page": "pauses", "paused": paused, "kinds": PAUSE_KINDS, "notice": notice},
+    )
+
+
+async def pause_action(dash: Dashboard, request: Request) -> Response:
+    from goodjob_mp import pauses_api
+
+    action = request.path_params["action"]
+    if action not in ("pause", "unpause"):
+        return dash.error(request, 404, f"No pause action {action!r}.")
+    form = await request.form()
+    kind = str(form.get("kind") or "")
+    name = str(form.get("name") or "").strip()
+    if kind not in _PAUSE_LISTS or not name:
+        return dash.error(request, 400, "Choose a queue, job class or label and give its name.")
+    call = pauses_api.pause if action == "pause" else pauses_api.unpause
+
+    def change(conn: Any) -> bool:
+        return call(**{kind: name}, connection=conn)
+
+    try:
+        changed = await run_in_threadpool(dash.run, change)
+    except pauses_api.PauseError as exc:
+        return dash.error(request, 400, str(exc))
+    return dash.redirect(request, "/pauses", done=action if changed else "same")
 
 
 __all__ = ["BasicAuth", "Dashboard", "Markup", "create_app"]
