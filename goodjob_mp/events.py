@@ -12,8 +12,8 @@ Events and their payload keys:
 - ``discard``: job_id, job_class, error
 - ``interrupt``: job_id, job_class, interrupts
 - ``result_lost``: job_id, outcome, error: an attempt's result matched no row (the job was no
-  longer locked by this process: handed back or taken by another worker), so nothing of it was
-  recorded
+  longer locked by this process: handed back or taken by another worker), or the database refused
+  both the result and the error record in its place, so nothing of it was recorded
 
 Subscribers run on the thread where the event happens (a worker thread for perform events) and
 must be quick. An exception in a subscriber is logged and swallowed: instrumentation never breaks
