@@ -7,8 +7,8 @@
 --advisory-locks also drains with GoodJob's per-job advisory locks taken (advisory_locks=always)
 and without (never), to show their cost.
 --backlog measures claims behind a deep queue: enqueue-to-start latency of a `latency` pool with
-N jobs waiting on queue `backlog`, and the drain rate of a `default` pool with N (and with 10,000)
-jobs waiting on `backlog`.
+N jobs waiting on queue `backlog` (and, with --drain-only, without them), and the drain rate of a
+`default` pool with N (and with 10,000) jobs waiting on `backlog`.
 
 --recovery times how long a job cut off by kill -9 takes to start again: of a child (its
 supervisor hands the job back and restarts the pool), and of a whole host (supervisor and
@@ -368,6 +368,8 @@ def main() -> None:
                     )
             if args.backlog:
                 b = args.backlog
+                if args.drain_only:  # the same latency without the backlog, for the ratio
+                    results["latency"] = bench_latency(conn, args.latency_samples)
                 results[f"latency_backlog_{b}"] = bench_latency(conn, args.latency_samples, b)
                 for depth in (10_000, b):
                     results[f"drain_default_pool_backlog_{depth}_jobs_per_s"] = round(
