@@ -79,3 +79,43 @@ def test_claim_behind_a_backlog_is_planned_per_run_and_reads_the_queue_index(bac
     assert QUEUE_INDEX in plan, plan
     assert PRIORITY_INDEX not in plan, plan
     assert "Seq Scan on good_jobs" not in plan, plan
+
+
+@pytest.mark.parametrize("advisory_locks", [False, True])
+@pytest.mark.parametrize(
+    ("queues", "expected"),
+    [
+        ("latency", ["latency-5", "latency-3", "latency-1"]),
+        ("latency,other", ["other-2", "latency-5", "latency-3"]),  # run order across queues
+        ("+other,latency", ["other-2", "latency-5", "latency-3"]),  # all of 'other' first
+        ("+latency,other", ["latency-5", "latency-3", "latency-1"]),
+        ("-backlog", ["other-2", "latency-5", "latency-3"]),
+        ("-latency,other", ["backlog-30", "backlog-20"]),
+    ],
+)
+def test_each_claim_shape_takes_the_first_jobs_of_its_queues(db, queues, expected, advisory_locks):
+    for queue, priority, minutes_ago in [
+        ("backlog", 5, 30),
+        ("backlog", 5, 20),
+        ("latency", 1, 5),
+        ("latency", 1, 1),
+        ("latency", 1, 3),
+        ("other", 0, 2),
+    ]:
+        db.execute(
+            "INSERT INTO good_jobs (id, active_job_id, job_class, queue_name, priority,"
+            " serialized_params, scheduled_at, created_at, updated_at)"
+            " SELECT gen_random_uuid(), gen_random_uuid(), %s, %s, %s,"
+            " jsonb_build_object('arguments', jsonb_build_array(%s::text)),"
+            " now() AT TIME ZONE 'UTC' - make_interval(mins => %s), now(), now()",
+            (J.noop.job_class_name, queue, priority, f"{queue}-{minutes_ago}", minutes_ago),
+        )
+    worker = Worker(load_settings({"queues": queues}))
+    statement = job_store.ClaimStatement(
+        worker.selector, worker._conditions, advisory_locks=advisory_locks
+    )
+    with connect() as conn:
+        claimed = job_store.claim_jobs(conn, worker.selector, uuid.uuid4(), 3, statement=statement)
+        if advisory_locks:
+            assert job_store.unlock_jobs(conn, [j.id for j in claimed]) == len(claimed)
+    assert [j.serialized_params["arguments"][0] for j in claimed] == expected
