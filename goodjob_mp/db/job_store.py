@@ -385,8 +385,9 @@ def claim_jobs(
         sql_text = statement.sql
     # Never prepared: a prepared claim may get a generic plan, which cannot see the LIMIT or the
     # queue names and so may hash-join a scan of all of good_jobs or walk the priority index
-    # through a backlog. Planned for its values every time instead (~0.3 ms, the same as
-    # plan_cache_mode=force_custom_plan would cost, and for every connection that claims).
+    # through a backlog. Planned for its values every time instead, as
+    # plan_cache_mode=force_custom_plan would do, but on every connection that claims; parsing
+    # it again each time measured ~0.3 ms per claim on a loaded 2-core box.
     rows = conn.execute(sql_text or claim_sql(selector), params, prepare=False).fetchall()
     jobs = [ClaimedJob(*row) for row in rows]
     if selector.ordered:
