@@ -385,7 +385,7 @@ def main() -> None:
                     results[key] = round(statistics.median(seen))
                     if args.repeat > 1:
                         results[key + "_runs"] = seen
-                ratios = [x / y for x, y in zip(rates[b], rates[10_000])]
+                ratios = [x / y for x, y in zip(rates[b], rates[10_000], strict=True)]
                 results[f"drain_ratio_backlog_{b}_to_10000"] = round(statistics.median(ratios), 2)
             if args.supervisor:
                 results["supervisor_two_pools_jobs_per_s"] = round(
