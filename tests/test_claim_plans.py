@@ -22,7 +22,7 @@ from goodjob_mp.db.connection import connect
 from goodjob_mp.worker.worker import Worker
 from tests import jobs_for_tests as J
 
-BACKLOG = 50_000
+BACKLOG = 20_000
 SERVED = 2_000
 LIMIT = 50
 QUEUE_INDEX = "index_good_jobs_on_queue_name_for_dequeue_unlocked"
