@@ -12,8 +12,8 @@ Events and their payload keys:
 - ``discard``: job_id, job_class, queue_name, error
 - ``interrupt``: job_id, job_class, queue_name, interrupts
 - ``result_lost``: job_id, outcome, error: an attempt's result matched no row (the job was no
-  longer locked by this process: handed back or taken by another worker), so nothing of it was
-  recorded
+  longer locked by this process: handed back or taken by another worker), or the database refused
+  both the result and the error record in its place, so nothing of it was recorded
 - ``cron_enqueue``: cron_key, job_class, queue_name, cron_at: the cron leader enqueued a run
   (``cron_at`` None for a manual run); not fired for a run another leader had enqueued already
 

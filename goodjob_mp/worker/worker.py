@@ -57,6 +57,7 @@ from goodjob_mp.worker.cache import ScheduledCache
 from goodjob_mp.worker.event_loop import EventLoopRunner, cancel_after
 from goodjob_mp.worker.job_locks import HeldJobLocks, Revoked
 from goodjob_mp.worker.pause_watch import PauseWatch
+from goodjob_mp.worker.result_writer import ResultWriter
 
 log = logging.getLogger("goodjob_mp.worker")
 
@@ -116,6 +117,7 @@ class Worker:
         # would need one if a GoodJob process appeared).
         self._locks = HeldJobLocks(track_unlocked=settings.advisory_locks == "auto")
         self._journal: StartJournal | None = None
+        self._writer = ResultWriter(self.process_id, self.name, connect)
         self.listener_connected = False
         self.started = False
         self.last_activity = time.monotonic()
@@ -565,7 +567,7 @@ class Worker:
                         break
                     batch.append(item)
                 if batch:
-                    conn = self._write(conn, batch)
+                    conn = self._write_guarded(conn, batch)
                     if cleaner.record(sum(r.finished for r in batch)):
                         conn = self._cleanup(conn)
         finally:
@@ -578,32 +580,36 @@ class Worker:
                 self._fetch_conn.close()
             self._stopped.set()
 
+    def _write_guarded(
+        self, conn: psycopg.Connection, batch: list[job_store.JobResult]
+    ) -> psycopg.Connection:
+        """The completer ends only after the executors (on the sentinel they leave), so every
+        result of a job that ran is written before the worker reports stopped: a bug while
+        writing one batch stops the worker, with its traceback, but not the writing."""
+        try:
+            return self._write(conn, batch)
+        except Exception as exc:
+            log.exception(
+                "%s: writing %d result(s) failed (a bug): stopping; their jobs stay locked "
+                "until handed back",
+                self.name,
+                len(batch),
+            )
+            self.fatal_error = exc
+            self.request_stop()
+            return conn  # if it broke, the next write reconnects
+
     def _write(
         self, conn: psycopg.Connection, batch: list[job_store.JobResult]
     ) -> psycopg.Connection:
-        delay = 0.2
-        # With job locks in the batch, the write and forgetting them are one step for a
-        # reconnecting fetcher: it never re-takes the lock of a job whose result is written (and
-        # so never mistakes our own finished row for one someone else took).
+        # Retries transient failures; one refused row fails alone (see result_writer). With job
+        # locks in the batch, the write and forgetting them are one step for a reconnecting
+        # fetcher: it never re-takes the lock of a job whose result is written (and so never
+        # mistakes our own finished row for one someone else took).
         locked = self.settings.advisory_locks != "never"
-        while True:
-            try:
-                with self._locks.session if locked else contextlib.nullcontext():
-                    lost = job_store.write_results(conn, batch, self.process_id)
-                    self._release_locks(batch)
-                break
-            except psycopg.OperationalError as exc:
-                # Never drop a result: the jobs stay locked by us until it is written.
-                log.warning(
-                    "%s: writing %d results failed (%s); retrying", self.name, len(batch), exc
-                )
-                time.sleep(delay)
-                delay = min(delay * 2, RECONNECT_BACKOFF_MAX)
-                try:
-                    conn.close()
-                    conn = connect()
-                except Exception:
-                    continue
+        with self._locks.session if locked else contextlib.nullcontext():
+            conn, lost = self._writer.write(conn, batch)
+            self._release_locks(batch)
         lost_ids = {r.id for r in lost}
         for result in lost:
             self._report_lost(result)
