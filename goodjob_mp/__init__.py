@@ -26,6 +26,7 @@ from goodjob_mp.db.migrate import SchemaOutdatedError
 from goodjob_mp.enqueue import EnqueuedJob, bulk, flush_enqueue_events, using_connection
 from goodjob_mp.events import subscribe
 from goodjob_mp.execution import current_thread_running, current_thread_shutting_down
+from goodjob_mp.features.concurrency import Concurrency
 from goodjob_mp.inline import perform_inline
 from goodjob_mp.jobs import (
     INFINITE,
@@ -48,6 +49,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "INFINITE",
+    "Concurrency",
     "ConfigError",
     "DatabaseUnavailableError",
     "DeserializationError",

@@ -37,13 +37,20 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class EnqueuedJob:
-    """The handle ``perform_later`` returns."""
+    """The handle ``perform_later`` returns. ``enqueued`` is False (and the handle falsy) when
+    a concurrency limit or throttle refused the job: ``refused`` says which ("limit",
+    "throttle"), and nothing was written, as GoodJob's ``perform_later`` returns false."""
 
     id: uuid.UUID
     job_class: str
     queue_name: str
     priority: int
     scheduled_at: dt.datetime  # naive UTC
+    enqueued: bool = True
+    refused: str | None = None
+
+    def __bool__(self) -> bool:
+        return self.enqueued
 
     @property
     def active_job_id(self) -> uuid.UUID:
@@ -146,9 +153,11 @@ def bulk(connection: psycopg.Connection | None = None) -> Iterator[Bulk]:
     if collected.rows:
         with _writing(connection) as conn:
             with conn.transaction():
-                copy_jobs(conn, collected.rows)
-            _emit_after_commit(conn, collected.rows)
-        _after_write(collected.rows)
+                written = copy_jobs(conn, collected.rows)
+            _emit_after_commit(conn, written)
+        if len(written) != len(collected.rows):  # the handles of refused rows say so
+            collected.jobs[:] = [_handle(row) for row in collected.rows]
+        _after_write(written)
 
 
 @contextlib.contextmanager
@@ -270,7 +279,15 @@ def write_policy(settings: Settings) -> WritePolicy:
 
 
 def _handle(row: NewJob) -> EnqueuedJob:
-    return EnqueuedJob(row.id, row.job_class, row.queue_name, row.priority, row.scheduled_at)
+    return EnqueuedJob(
+        row.id,
+        row.job_class,
+        row.queue_name,
+        row.priority,
+        row.scheduled_at,
+        row.refused is None,
+        row.refused,
+    )
 
 
 def _emit(row: NewJob) -> None:
@@ -314,7 +331,8 @@ def _write(row: NewJob, connection: psycopg.Connection | None) -> EnqueuedJob:
     if getattr(_pending, "rows", None):
         flush_enqueue_events()
     with _writing(connection) as conn:
-        insert_job(conn, row)
+        if not insert_job(conn, row):
+            return _handle(row)  # refused by a concurrency limit: nothing written
         _emit_after_commit(conn, [row])
     if connection is None:
         _after_write([row])

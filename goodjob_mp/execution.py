@@ -20,11 +20,12 @@ from typing import Any
 
 import psycopg
 
-from goodjob_mp import events
+from goodjob_mp import events, features
 from goodjob_mp.backoff import retry_wait_seconds
 from goodjob_mp.config import Settings
 from goodjob_mp.db import job_store
 from goodjob_mp.db.job_store import ClaimedJob, JobResult, utcnow
+from goodjob_mp.features import concurrency as concurrency_policy
 from goodjob_mp.jobs import Job, RetryOn, UnknownJobClassError, importable_packages, lookup
 from goodjob_mp.serialization import DeserializationError, deserialize_arguments
 from goodjob_mp.timeouts import time_limit
@@ -232,6 +233,12 @@ def _perform(job: ClaimedJob, settings: Settings) -> JobResult:
     instance.job_id = str(params.get("job_id") or job.active_job_id)
     instance.provider_job_id = str(job.id)
     instance.executions = int(params.get("executions") or 0) + 1
+    if job_cls._concurrency is not None:  # the only test other jobs pay
+        refusal = features.before_perform(job, job_cls._concurrency)
+        if refusal is not None:
+            result = _refused(job, job_cls, instance, params, refusal, started)
+            _finish_events(job, job_class, result, time.perf_counter() - t0)
+            return result
     if events.has_subscribers("perform_start"):
         events.emit(
             "perform_start",
@@ -307,6 +314,26 @@ def _failed(
         counts = dict(params.get("exception_executions") or {})
         return _retry(job, params, instance, counts, error, backtrace, wait, UNHANDLED, started)
     return _final(job, started, error, backtrace, UNHANDLED, "failed", settings)
+
+
+def _refused(
+    job: ClaimedJob,
+    job_cls: type[Job],
+    instance: Job,
+    params: dict[str, Any],
+    refusal: str,
+    started: dt.datetime,
+) -> JobResult:
+    """Over a perform limit or throttle: GoodJob's before_perform raises ConcurrencyExceededError
+    (or ThrottleExceededError), and its ``retry_on ..., attempts: Float::INFINITE, wait:
+    :polynomially_longer`` retries the job; no job code has run. The backtrace is empty, as
+    GoodJob suppresses it."""
+    counts = dict(params.get("exception_executions") or {})
+    refusals = int(counts.get(concurrency_policy.RETRY_KEY, 0)) + 1
+    counts[concurrency_policy.RETRY_KEY] = refusals
+    wait = job_cls._concurrency.retry_seconds(refusals)
+    error = concurrency_policy.refusal_error(refusal)
+    return _retry(job, params, instance, counts, error, [], wait, RETRIED, started)
 
 
 def _retry(

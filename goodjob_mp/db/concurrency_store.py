@@ -1,0 +1,178 @@
+"""SQL of the concurrency checks (policy: ``features/concurrency.py``; design:
+docs/concurrency.md).
+
+Both checks take GoodJob's advisory lock for the key (``advisory_lock_key(key)``: the first 64
+bits of ``md5(key)``), so every check of one key, ours or a Rails GoodJob's, is serialised, and
+count with a statement that starts after the lock is held (a fresh READ COMMITTED snapshot: it
+sees what the previous holder committed).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import threading
+import uuid
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, TypeVar
+
+import psycopg
+
+from goodjob_mp.features import concurrency as policy
+
+if TYPE_CHECKING:
+    from goodjob_mp.db.job_store import NewJob
+
+T = TypeVar("T")
+
+KEY_LOCK = "('x' || substr(md5({key}), 1, 16))::bit(64)::bigint"
+GOODJOB_JOB_LOCK = "('x' || substr(md5('good_jobs' || '-' || {id}::text), 1, 16))::bit(64)::bigint"
+
+# --- enqueue -----------------------------------------------------------------------------------
+
+LOCK_KEYS = f"SELECT pg_advisory_xact_lock({KEY_LOCK.format(key='k')}) FROM unnest(%s::text[]) k"
+
+# One row per key: waiting (enqueue_limit), unfinished (total_limit), created since (throttle).
+# "Waiting" is GoodJob's `unfinished.advisory_unlocked.where(locked_by_id: nil)`.
+ENQUEUE_COUNTS = f"""
+SELECT count(*) FILTER (WHERE finished_at IS NULL AND locked_by_id IS NULL AND NOT EXISTS (
+           SELECT 1 FROM pg_locks l
+           WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
+             AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+             AND ((l.classid::bigint << 32) | l.objid::bigint)
+                 = {GOODJOB_JOB_LOCK.format(id="j.id")})),
+       count(*) FILTER (WHERE finished_at IS NULL),
+       count(*) FILTER (WHERE created_at > %(since)s)
+FROM good_jobs j
+WHERE concurrency_key = %(key)s AND (finished_at IS NULL OR created_at > %(since)s)
+"""
+
+
+def enqueue_refusals(
+    conn: psycopg.Connection,
+    rows: Sequence[NewJob],
+    rules: Sequence[policy.EnqueueRule | None],
+    now: dt.datetime,
+) -> list[str | None]:
+    """For each row (with its key set), why it is refused, or None. Locks the keys until the
+    caller's transaction ends, so the rows written after this check hold the places counted."""
+    keys = sorted(
+        {
+            r.concurrency_key
+            for r, rule in zip(rows, rules, strict=True)
+            if rule and r.concurrency_key
+        }
+    )
+    if not keys:
+        return [None] * len(rows)
+    conn.execute(LOCK_KEYS, (keys,))
+    counts: dict[str, list[int]] = {}
+    out: list[str | None] = []
+    for row, rule in zip(rows, rules, strict=True):
+        key = row.concurrency_key
+        if rule is None or key is None:
+            out.append(None)
+            continue
+        if key not in counts:
+            period = rule.throttle.period if rule.throttle else 0.0
+            since = now - dt.timedelta(seconds=period) if rule.throttle else now
+            found = conn.execute(ENQUEUE_COUNTS, {"key": key, "since": since}).fetchone()
+            counts[key] = list(found) if found else [0, 0, 0]
+        waiting, unfinished, recent = counts[key]
+        refusal = policy.enqueue_refusal(
+            rule, waiting if rule.waiting_only else unfinished, recent if rule.throttle else 0
+        )
+        out.append(refusal)
+        if refusal is None:  # the next row of this key in the batch counts this one
+            counts[key] = [waiting + 1, unfinished + 1, recent + 1]
+    return out
+
+
+# --- perform -----------------------------------------------------------------------------------
+
+LOCK_JOB_KEY = f"""
+SELECT concurrency_key, pg_advisory_xact_lock({KEY_LOCK.format(key="concurrency_key")})
+FROM good_jobs WHERE id = %(id)s AND concurrency_key IS NOT NULL AND concurrency_key <> ''
+"""
+
+# Admitted: performed_at moved past locked_at by this check (our claim sets them equal), or a
+# running row of a Rails GoodJob (no locked_at, or performed_at set after locking).
+_ADMITTED = "(locked_at IS NULL OR performed_at > locked_at)"
+PERFORM_COUNTS = f"""
+SELECT (SELECT count(*) FROM good_jobs
+        WHERE concurrency_key = %(key)s AND finished_at IS NULL AND performed_at IS NOT NULL
+          AND id <> %(id)s AND {_ADMITTED}),
+       CASE WHEN %(since)s::timestamp IS NULL THEN 0 ELSE (
+           SELECT count(*) FROM good_job_executions e
+           JOIN good_jobs j ON j.active_job_id = e.active_job_id
+           WHERE j.concurrency_key = %(key)s AND e.created_at > %(since)s
+             AND e.error IS DISTINCT FROM %(throttle_error)s
+       ) + (
+           SELECT count(*) FROM good_jobs
+           WHERE concurrency_key = %(key)s AND finished_at IS NULL AND id <> %(id)s
+             AND performed_at > %(since)s AND {_ADMITTED}
+       ) END
+"""
+# The admission mark (see _ADMITTED): later than locked_at whatever the clocks say.
+MARK_ADMITTED = """
+UPDATE good_jobs SET performed_at = GREATEST(%(now)s, locked_at + interval '1 microsecond')
+WHERE id = %(id)s AND locked_by_id IS NOT NULL
+"""
+
+
+def admit(
+    conn: psycopg.Connection, job_id: uuid.UUID, rule: policy.PerformRule, now: dt.datetime
+) -> str | None:
+    """Admit a claimed job to run now (marking it admitted), or say why not ("limit" /
+    "throttle"). A job without a stored key is not limited."""
+    with conn.transaction():
+        row = conn.execute(LOCK_JOB_KEY, {"id": job_id}).fetchone()
+        if row is None:
+            return None
+        params = {
+            "id": job_id,
+            "key": row[0],
+            "now": now,
+            "since": rule.throttle.since(now) if rule.throttle else None,
+            "throttle_error": policy.THROTTLE_ERROR,
+        }
+        running, started = conn.execute(PERFORM_COUNTS, params).fetchone()  # type: ignore[misc]
+        refused = policy.perform_refusal(rule, running, started)
+        if refused is None:
+            conn.execute(MARK_ADMITTED, params)
+    return refused
+
+
+class CheckConnection:
+    """This process's connection for perform checks: opened on first use (after any fork),
+    shared by the executor threads one check at a time (a check is a few milliseconds, and only
+    jobs with perform rules make one)."""
+
+    def __init__(self, connect: Callable[[], psycopg.Connection]) -> None:
+        self._connect = connect
+        self._conn: psycopg.Connection | None = None
+        self._pid = 0
+        self._lock = threading.Lock()
+
+    def run(self, fn: Callable[[psycopg.Connection], T]) -> T:
+        with self._lock:
+            conn = self._conn
+            if conn is None or self._pid != os.getpid() or conn.closed or conn.broken:
+                # A child drops what it inherited (never closes the parent's session).
+                self._conn, self._pid = conn, os.getpid()
+                self._conn = conn = self._connect()
+            try:
+                return fn(conn)
+            except psycopg.OperationalError:
+                self._conn = None
+                try:
+                    conn.close()
+                except Exception:
+                    pass
+                raise
+
+    def close(self) -> None:
+        with self._lock:
+            if self._conn is not None and self._pid == os.getpid():
+                self._conn.close()
+            self._conn = None
