@@ -233,12 +233,31 @@ def _perform(job: ClaimedJob, settings: Settings) -> JobResult:
     instance.job_id = str(params.get("job_id") or job.active_job_id)
     instance.provider_job_id = str(job.id)
     instance.executions = int(params.get("executions") or 0) + 1
-    if job_cls._concurrency is not None:  # the only test other jobs pay
-        refusal = features.before_perform(job, job_cls._concurrency)
-        if refusal is not None:
-            result = _refused(job, job_cls, instance, params, refusal, started)
-            _finish_events(job, job_class, result, time.perf_counter() - t0)
-            return result
+    if job_cls._concurrency is None:  # the only test other jobs pay
+        result = _run(job, job_cls, instance, params, args, kwargs, started, settings)
+    else:
+        # The perform seam: admitted under the key's limits for the length of the body.
+        with features.performing(job, job_cls._concurrency) as refusal:
+            if refusal is None:
+                result = _run(job, job_cls, instance, params, args, kwargs, started, settings)
+            else:
+                result = _refused(job, job_cls, instance, params, refusal, started)
+    _finish_events(job, job_class, result, time.perf_counter() - t0)
+    return result
+
+
+def _run(
+    job: ClaimedJob,
+    job_cls: type[Job],
+    instance: Job,
+    params: dict[str, Any],
+    args: list[Any],
+    kwargs: dict[str, Any],
+    started: dt.datetime,
+    settings: Settings,
+) -> JobResult:
+    """The attempt itself: callbacks, perform, and what its outcome means."""
+    job_class = job_cls.job_class_name
     if events.has_subscribers("perform_start"):
         events.emit(
             "perform_start",
@@ -264,7 +283,6 @@ def _perform(job: ClaimedJob, settings: Settings) -> JobResult:
         )
     finally:
         _current.running = False
-    _finish_events(job, job_class, result, time.perf_counter() - t0)
     return result
 
 
@@ -411,7 +429,7 @@ def _report_thread_error(exc: BaseException, settings: Settings) -> None:
 
 
 def _finish_events(job: ClaimedJob, job_class: str | None, result: JobResult, took: float) -> None:
-    if result.outcome == "succeeded":
+    if result.outcome == "succeeded" or result.error in concurrency_policy.REFUSAL_ERRORS:
         if log.isEnabledFor(logging.INFO):
             log.info(
                 "job %s %s queue=%s succeeded in %.3fs", job.id, job_class, job.queue_name, took

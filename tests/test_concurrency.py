@@ -22,6 +22,11 @@ from tests.supervising import *  # noqa: F403 - the start fixture
 ALL = QueueSelector("all", ())
 
 
+def features_check(job, config):
+    """The perform seam's admission half (the job then counts as running until released)."""
+    return concurrency_io.check_perform(job, config)
+
+
 @pytest.fixture(autouse=True)
 def _fresh_check_connection():
     yield
@@ -206,17 +211,17 @@ def test_perform_limit_admits_up_to_the_limit_and_refuses_the_rest(db) -> None:
     J.Sync.perform_later(2)
     jobs = _claim(db)
     config = J.Sync._concurrency
-    verdicts = [features.before_perform(job, config) for job in jobs]
+    verdicts = [features_check(job, config) for job in jobs]
     assert sorted(verdicts, key=str) == [None, None, "limit", "limit"]  # one per key
     admitted = [j for j, v in zip(jobs, verdicts, strict=True) if v is None]
     assert {j.serialized_params["arguments"][0] for j in admitted} == {1, 2}
     # Checking an admitted job again is idempotent (it does not count itself).
-    assert features.before_perform(admitted[0], config) is None
+    assert features_check(admitted[0], config) is None
     # Once the admitted job of key 1 finishes, the next one of key 1 is let through.
     key1 = next(j for j in admitted if j.serialized_params["arguments"][0] == 1)
     db.execute("UPDATE good_jobs SET finished_at = now() WHERE id = %s", (key1.id,))
     refused_1 = [j for j, v in zip(jobs, verdicts, strict=True) if v == "limit"]
-    assert [features.before_perform(j, config) for j in refused_1] == [None, "limit"]
+    assert [features_check(j, config) for j in refused_1] == [None, "limit"]
 
 
 def test_a_job_claimed_earlier_but_checked_later_does_not_exceed_the_limit(db) -> None:
@@ -228,8 +233,8 @@ def test_a_job_claimed_earlier_but_checked_later_does_not_exceed_the_limit(db) -
     t0 = job_store.utcnow()
     (older,) = job_store.claim_jobs(db, ALL, process, 1, now=t0)
     (newer,) = job_store.claim_jobs(db, ALL, process, 1, now=t0 + dt.timedelta(seconds=5))
-    assert features.before_perform(newer, J.Sync._concurrency) is None
-    assert features.before_perform(older, J.Sync._concurrency) == "limit"
+    assert features_check(newer, J.Sync._concurrency) is None
+    assert features_check(older, J.Sync._concurrency) == "limit"
 
 
 def test_a_refused_perform_is_recorded_as_goodjobs_concurrency_retry(db) -> None:
@@ -238,7 +243,7 @@ def test_a_refused_perform_is_recorded_as_goodjobs_concurrency_retry(db) -> None
     process = uuid.uuid4()
     first, second = _claim(db, process_id=process)
     settings = load_settings({})
-    assert features.before_perform(first, J.Sync._concurrency) is None
+    assert features_check(first, J.Sync._concurrency) is None
     result = perform(second, settings)
     assert result.outcome == "retried" and not result.finished
     assert job_store.write_results(db, [result], process) == []
@@ -286,7 +291,7 @@ def test_jobs_without_a_concurrency_config_never_reach_the_check(db, monkeypatch
     from tests import jobs_for_tests as T
 
     called = []
-    monkeypatch.setattr(features, "before_perform", lambda *a: called.append(a))
+    monkeypatch.setattr(features, "performing", lambda *a: called.append(a))
     T.noop.perform_later()
     (job,) = _claim(db)
     assert perform(job, load_settings({})).outcome == "succeeded"

@@ -15,9 +15,10 @@ store never grow a branch per feature.
   a hook returns the rows to write (a refused row is simply left out).
 - **Finish**: ``after_finish(conn, results)`` runs every registered hook inside the transaction
   that writes a batch of results.
-- **Perform**: ``before_perform(job, config)`` is called by the execution path, before any job
-  code, only for jobs of classes that have a concurrency config (``Job._concurrency``); it says
-  whether the job may run now (docs/concurrency.md). Other jobs never reach it.
+- **Perform**: ``with performing(job, config) as refusal:`` wraps an attempt in the execution
+  path, only for jobs of classes that have a concurrency config (``Job._concurrency``): it says
+  whether the job may run now, and frees its place when the attempt ends, before its result is
+  written (docs/concurrency.md). Other jobs never reach it.
 
 An enqueue hook that must hold locks until its rows are written registers a predicate with
 ``add_enqueue_hook(hook, needs_transaction=...)``: ``enqueue_transaction(conn, rows)`` then opens
@@ -134,12 +135,19 @@ def enqueue_transaction(conn: psycopg.Connection, rows: Sequence[NewJob]) -> Ite
         yield
 
 
-def before_perform(job: ClaimedJob, config: Concurrency) -> str | None:
-    """The perform seam: None when ``job`` may run now, else why not ("limit", "throttle");
-    the execution path then records GoodJob's ConcurrencyExceededError retry."""
+@contextlib.contextmanager
+def performing(job: ClaimedJob, config: Concurrency) -> Iterator[str | None]:
+    """The perform seam, around the attempt: yields None when ``job`` may run now (it then
+    counts as running until the block ends), else why not ("limit", "throttle"); the execution
+    path then records GoodJob's ConcurrencyExceededError retry instead of running it."""
     from goodjob_mp.features import concurrency_io
 
-    return concurrency_io.check_perform(job, config)
+    refusal = concurrency_io.check_perform(job, config)
+    try:
+        yield refusal
+    finally:
+        if refusal is None:
+            concurrency_io.done_performing(job, config)
 
 
 def after_finish(conn: psycopg.Connection, results: Sequence[JobResult]) -> None:

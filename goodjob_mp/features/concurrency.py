@@ -25,6 +25,7 @@ CONCURRENCY_ERROR_CLASS = "GoodJob::ActiveJobExtensions::Concurrency::Concurrenc
 THROTTLE_ERROR_CLASS = "GoodJob::ActiveJobExtensions::Concurrency::ThrottleExceededError"
 CONCURRENCY_ERROR = f"{CONCURRENCY_ERROR_CLASS}: {CONCURRENCY_ERROR_CLASS}"
 THROTTLE_ERROR = f"{THROTTLE_ERROR_CLASS}: {THROTTLE_ERROR_CLASS}"
+REFUSAL_ERRORS = (CONCURRENCY_ERROR, THROTTLE_ERROR)
 # Active Job's exception_executions key of GoodJob's
 # `retry_on ConcurrencyExceededError, attempts: Float::INFINITE` (the rule's exceptions, to_s).
 RETRY_KEY = f"[{CONCURRENCY_ERROR_CLASS}]"

@@ -27,7 +27,7 @@ log = logging.getLogger("goodjob_mp.concurrency")
 
 _installed = False
 _install_lock = threading.Lock()
-_checks = concurrency_store.CheckConnection(connect)
+_checks = concurrency_store.CheckConnection(lambda: concurrency_store.check_session(connect()))
 
 
 def install() -> None:
@@ -92,6 +92,19 @@ def check_perform(job: ClaimedJob, config: Concurrency) -> str | None:
     from goodjob_mp.db.job_store import utcnow
 
     return _checks.run(lambda conn: concurrency_store.admit(conn, job.id, rule, utcnow()))
+
+
+def done_performing(job: ClaimedJob, config: Concurrency) -> None:
+    """The attempt has ended: free its place now, not when the completer writes its result
+    (a thread that takes the next job of the key at once must not find it still running)."""
+    rule = config.perform_rule
+    # A throttle counts the attempt until its execution row is written: keep the mark then.
+    if rule is None or rule.limit is None or rule.throttle is not None:
+        return
+    try:
+        _checks.run(lambda conn: concurrency_store.release(conn, job.id))
+    except psycopg.Error as exc:  # the result write ends the attempt for the count anyway
+        log.warning("could not free the concurrency place of job %s: %s", job.id, exc)
 
 
 def close() -> None:
