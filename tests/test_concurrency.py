@@ -339,3 +339,81 @@ def test_two_supervisors_with_four_pools_never_exceed_the_perform_limit(db, star
         "SELECT count(*) FROM good_job_executions WHERE error = %s", (policy.CONCURRENCY_ERROR,)
     ).fetchone()[0]
     print(f"ledger: {n} jobs ran in {pids} processes; {refused} refused attempts")
+
+
+# --- compatibility: the rows GoodJob wrote (tests/fixtures/goodjob-reference) ---------------------
+
+
+def _captured() -> dict[str, dict]:
+    import json
+
+    from tests.reference import REFERENCE_DIR
+
+    path = REFERENCE_DIR / "good_jobs_concurrency.jsonl"
+    return {step["step"]: step for step in map(json.loads, path.read_text().splitlines())}
+
+
+class AccountSync(gj.Job):
+    """RubyPerformLimitedJob's config, in Python."""
+
+    concurrency = gj.Concurrency(perform_limit=1, key=lambda account_id: f"acct-{account_id}")
+
+    def perform(self, account_id: int) -> None:
+        pass
+
+
+def _row(db, table: str, where: str, value) -> dict:
+    return db.execute(
+        f"SELECT row_to_json(t)::jsonb FROM {table} t WHERE {where} = %s", (value,)
+    ).fetchone()[0]
+
+
+def test_enqueue_rows_match_goodjob(db) -> None:
+    ruby = _captured()
+    (ruby_row,) = ruby["enqueue_with_key"]["jobs"]
+    handle = AccountSync.perform_later(7)
+    row = _row(db, "good_jobs", "id", handle.id)
+    assert row["concurrency_key"] == ruby_row["concurrency_key"] == "acct-7"
+    # No key of its own in the payload; the other keys are Active Job's (7.1 adds scheduled_at).
+    assert set(row["serialized_params"]) - {"scheduled_at"} == set(ruby_row["serialized_params"])
+    over = ruby["enqueue_over_limit"]
+    assert over == {
+        "step": "enqueue_over_limit",
+        "first_enqueued": True,
+        "second_returned": False,
+        "rows": 1,
+    }
+
+
+def test_a_refused_perform_writes_the_rows_goodjob_writes(db) -> None:
+    (ruby_job,) = _captured()["perform_over_limit"]["jobs"]
+    (ruby_execution,) = _captured()["perform_over_limit"]["executions"]
+    AccountSync.perform_later(7)
+    AccountSync.perform_later(7)
+    process = uuid.uuid4()
+    first, second = _claim(db, process_id=process)
+    assert features_check(first, AccountSync._concurrency) is None
+    job_store.write_results(db, [perform(second, load_settings({}))], process)
+    job = _row(db, "good_jobs", "id", second.id)
+    execution = _row(db, "good_job_executions", "active_job_id", second.id)
+    same = (
+        "error",
+        "error_event",
+        "executions_count",
+        "performed_at",
+        "finished_at",
+        "locked_by_id",
+        "locked_at",
+        "lock_type",
+        "concurrency_key",
+    )
+    assert {k: job[k] for k in same} == {k: ruby_job[k] for k in same}
+    for key in ("executions", "exception_executions"):
+        assert job["serialized_params"][key] == ruby_job["serialized_params"][key]
+    assert job["serialized_params"]["provider_job_id"] == job["id"]
+    assert ruby_job["serialized_params"]["provider_job_id"] == ruby_job["id"]
+    same = ("error", "error_event", "error_backtrace", "job_class", "queue_name")
+    ruby_execution["job_class"] = job["job_class"]  # the class names differ, nothing else
+    assert {k: execution[k] for k in same} == {k: ruby_execution[k] for k in same}
+    assert execution["serialized_params"]["executions"] == 0  # the attempt's payload, as GoodJob
+    assert ruby_execution["serialized_params"]["executions"] == 0
