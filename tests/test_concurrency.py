@@ -417,3 +417,29 @@ def test_a_refused_perform_writes_the_rows_goodjob_writes(db) -> None:
     assert {k: execution[k] for k in same} == {k: ruby_execution[k] for k in same}
     assert execution["serialized_params"]["executions"] == 0  # the attempt's payload, as GoodJob
     assert ruby_execution["serialized_params"]["executions"] == 0
+
+
+def test_the_perform_check_uses_the_stored_key(db) -> None:
+    """The key is computed once at enqueue (a Rails app may have written it): the check reads
+    the column, never recomputes it."""
+    a, b = J.Sync.perform_later(1), J.Sync.perform_later(2)  # two keys: both could run
+    db.execute("UPDATE good_jobs SET concurrency_key = 'written-by-rails'")
+    first, second = _claim(db)
+    assert features_check(first, J.Sync._concurrency) is None
+    assert features_check(second, J.Sync._concurrency) == "limit"
+    assert {first.id, second.id} == {a.id, b.id}
+    db.execute("UPDATE good_jobs SET concurrency_key = NULL WHERE id = %s", (second.id,))
+    assert features_check(second, J.Sync._concurrency) is None  # no key: no limit
+
+
+def test_enqueues_without_enqueue_rules_stay_one_autocommit_statement() -> None:
+    from goodjob_mp.db.job_store import NewJob
+    from tests import jobs_for_tests as T
+
+    def row(job_class: str) -> NewJob:
+        now = job_store.utcnow()
+        return NewJob(uuid.uuid4(), job_class, "default", 0, {"arguments": []}, now, now)
+
+    assert not concurrency_io.needs_transaction([row(T.noop.job_class_name)])
+    assert not concurrency_io.needs_transaction([row(J.Sync.job_class_name)])  # perform rule only
+    assert concurrency_io.needs_transaction([row(J.report.job_class_name)])
