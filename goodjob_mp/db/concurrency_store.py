@@ -32,19 +32,29 @@ GOODJOB_JOB_LOCK = "('x' || substr(md5('good_jobs' || '-' || {id}::text), 1, 16)
 
 LOCK_KEYS = f"SELECT pg_advisory_xact_lock({KEY_LOCK.format(key='k')}) FROM unnest(%s::text[]) k"
 
-# One row per key: waiting (enqueue_limit), unfinished (total_limit), created since (throttle).
-# "Waiting" is GoodJob's `unfinished.advisory_unlocked.where(locked_by_id: nil)`.
+# Per key: waiting jobs (enqueue_limit: GoodJob's `unfinished.advisory_unlocked.where(locked_by_id:
+# nil)`), unfinished jobs (total_limit), jobs created since (throttle). Each count stops at its
+# cap (the limit: all a decision needs), so a key with a deep backlog costs no more than its limit;
+# a cap of 0 skips the count. The advisory locks held (GoodJob's advisory strategy) are read once.
 ENQUEUE_COUNTS = f"""
-SELECT count(*) FILTER (WHERE finished_at IS NULL AND locked_by_id IS NULL AND NOT EXISTS (
-           SELECT 1 FROM pg_locks l
-           WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
-             AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
-             AND ((l.classid::bigint << 32) | l.objid::bigint)
-                 = {GOODJOB_JOB_LOCK.format(id="j.id")})),
-       count(*) FILTER (WHERE finished_at IS NULL),
-       count(*) FILTER (WHERE created_at > %(since)s)
-FROM good_jobs j
-WHERE concurrency_key = %(key)s AND (finished_at IS NULL OR created_at > %(since)s)
+SELECT
+    (SELECT count(*) FROM (
+        SELECT 1 FROM good_jobs j
+        WHERE j.concurrency_key = %(key)s AND j.finished_at IS NULL AND j.locked_by_id IS NULL
+          AND NOT ({GOODJOB_JOB_LOCK.format(id="j.id")} = ANY (ARRAY(
+              SELECT (l.classid::bigint << 32) | l.objid::bigint FROM pg_locks l
+              WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
+                AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+          )))
+        LIMIT %(waiting_cap)s) w),
+    (SELECT count(*) FROM (
+        SELECT 1 FROM good_jobs
+        WHERE concurrency_key = %(key)s AND finished_at IS NULL
+        LIMIT %(unfinished_cap)s) u),
+    (SELECT count(*) FROM (
+        SELECT 1 FROM good_jobs
+        WHERE concurrency_key = %(key)s AND created_at > %(since)s
+        LIMIT %(recent_cap)s) r)
 """
 
 
@@ -74,9 +84,15 @@ def enqueue_refusals(
             out.append(None)
             continue
         if key not in counts:
-            period = rule.throttle.period if rule.throttle else 0.0
-            since = now - dt.timedelta(seconds=period) if rule.throttle else now
-            found = conn.execute(ENQUEUE_COUNTS, {"key": key, "since": since}).fetchone()
+            limit = rule.limit or 0
+            params = {
+                "key": key,
+                "since": rule.throttle.since(now) if rule.throttle else now,
+                "waiting_cap": limit if rule.waiting_only else 0,
+                "unfinished_cap": 0 if rule.waiting_only else limit,
+                "recent_cap": rule.throttle.count if rule.throttle else 0,
+            }
+            found = conn.execute(ENQUEUE_COUNTS, params).fetchone()
             counts[key] = list(found) if found else [0, 0, 0]
         waiting, unfinished, recent = counts[key]
         refusal = policy.enqueue_refusal(
@@ -103,10 +119,12 @@ SELECT (SELECT count(*) FROM good_jobs
         WHERE concurrency_key = %(key)s AND finished_at IS NULL AND performed_at IS NOT NULL
           AND id <> %(id)s AND {_ADMITTED}),
        CASE WHEN %(since)s::timestamp IS NULL THEN 0 ELSE (
-           SELECT count(*) FROM good_job_executions e
-           JOIN good_jobs j ON j.active_job_id = e.active_job_id
-           WHERE j.concurrency_key = %(key)s AND e.created_at > %(since)s
-             AND e.error IS DISTINCT FROM %(throttle_error)s
+           SELECT count(*) FROM (
+               SELECT 1 FROM good_job_executions e
+               JOIN good_jobs j ON j.active_job_id = e.active_job_id
+               WHERE j.concurrency_key = %(key)s AND e.created_at > %(since)s
+                 AND e.error IS DISTINCT FROM %(throttle_error)s
+               LIMIT %(throttle_cap)s) e
        ) + (
            SELECT count(*) FROM good_jobs
            WHERE concurrency_key = %(key)s AND finished_at IS NULL AND id <> %(id)s
@@ -138,6 +156,7 @@ def admit(
             "key": row[0],
             "now": now,
             "since": rule.throttle.since(now) if rule.throttle else None,
+            "throttle_cap": rule.throttle.count if rule.throttle else 0,
             "throttle_error": policy.THROTTLE_ERROR,
         }
         running, started = conn.execute(PERFORM_COUNTS, params).fetchone()  # type: ignore[misc]
