@@ -443,3 +443,25 @@ def test_enqueues_without_enqueue_rules_stay_one_autocommit_statement() -> None:
     assert not concurrency_io.needs_transaction([row(T.noop.job_class_name)])
     assert not concurrency_io.needs_transaction([row(J.Sync.job_class_name)])  # perform rule only
     assert concurrency_io.needs_transaction([row(J.report.job_class_name)])
+
+
+def test_a_forked_child_opens_its_own_check_connection(db) -> None:
+    """Nothing crosses a fork: the child drops the parent's check connection (unclosed) and
+    its lock, and checks on a session of its own."""
+    import os
+
+    J.Sync.perform_later(11)
+    (job,) = _claim(db)
+    assert features_check(job, J.Sync._concurrency) is None
+    parent_pid = concurrency_io._checks.run(lambda c: c.info.backend_pid)
+    pid = os.fork()
+    if pid == 0:  # the child: exit 0 only if it checked on another session
+        ok = False
+        try:
+            child_pid = concurrency_io._checks.run(lambda c: c.info.backend_pid)
+            ok = child_pid != parent_pid and features_check(job, J.Sync._concurrency) is None
+        finally:
+            os._exit(0 if ok else 1)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert concurrency_io._checks.run(lambda c: c.info.backend_pid) == parent_pid  # still alive

@@ -196,13 +196,19 @@ class CheckConnection:
         self._conn: psycopg.Connection | None = None
         self._pid = 0
         self._lock = threading.Lock()
+        # A child starts with a fresh lock (one held by a parent's thread at the fork would never
+        # be released there) and drops the parent's connection without closing it.
+        os.register_at_fork(after_in_child=self._after_fork)
+
+    def _after_fork(self) -> None:
+        self._lock = threading.Lock()
+        self._conn = None
 
     def run(self, fn: Callable[[psycopg.Connection], T]) -> T:
         with self._lock:
             conn = self._conn
             if conn is None or self._pid != os.getpid() or conn.closed or conn.broken:
-                # A child drops what it inherited (never closes the parent's session).
-                self._conn, self._pid = conn, os.getpid()
+                self._pid = os.getpid()
                 self._conn = conn = self._connect()
             try:
                 return fn(conn)
