@@ -114,20 +114,23 @@ FROM good_jobs WHERE id = %(id)s AND concurrency_key IS NOT NULL AND concurrency
 # Admitted: performed_at moved past locked_at by this check (our claim sets them equal), or a
 # running row of a Rails GoodJob (no locked_at, or performed_at set after locking).
 _ADMITTED = "(locked_at IS NULL OR performed_at > locked_at)"
+# The key is read from the row here too, so this statement can go in the same round trip as the
+# lock (it still starts after the lock statement has finished).
+_KEY = "(SELECT k.concurrency_key FROM good_jobs k WHERE k.id = %(id)s)"
 PERFORM_COUNTS = f"""
 SELECT (SELECT count(*) FROM good_jobs
-        WHERE concurrency_key = %(key)s AND finished_at IS NULL AND performed_at IS NOT NULL
+        WHERE concurrency_key = {_KEY} AND finished_at IS NULL AND performed_at IS NOT NULL
           AND id <> %(id)s AND {_ADMITTED}),
        CASE WHEN %(since)s::timestamp IS NULL THEN 0 ELSE (
            SELECT count(*) FROM (
                SELECT 1 FROM good_job_executions e
                JOIN good_jobs j ON j.active_job_id = e.active_job_id
-               WHERE j.concurrency_key = %(key)s AND e.created_at > %(since)s
+               WHERE j.concurrency_key = {_KEY} AND e.created_at > %(since)s
                  AND e.error IS DISTINCT FROM %(throttle_error)s
                LIMIT %(throttle_cap)s) e
        ) + (
            SELECT count(*) FROM good_jobs
-           WHERE concurrency_key = %(key)s AND finished_at IS NULL AND id <> %(id)s
+           WHERE concurrency_key = {_KEY} AND finished_at IS NULL AND id <> %(id)s
              AND performed_at > %(since)s AND {_ADMITTED}
        ) END
 """
@@ -144,22 +147,22 @@ def admit(
     """Admit a claimed job to run now (marking it admitted), or say why not ("limit" /
     "throttle"). A job without a stored key is not limited.
 
-    Pipelined: BEGIN goes with the lock, the mark with COMMIT (three round trips). The server
-    still runs each statement after the previous one ends, so the count starts after the lock is
-    held."""
+    Pipelined into two round trips: BEGIN, the lock and the counts; then the mark and COMMIT.
+    The server runs each statement after the previous one has finished, so the counts take their
+    snapshot with the lock held."""
+    params = {
+        "id": job_id,
+        "now": now,
+        "since": rule.throttle.since(now) if rule.throttle else None,
+        "throttle_cap": rule.throttle.count if rule.throttle else 0,
+        "throttle_error": policy.THROTTLE_ERROR,
+    }
     with conn.pipeline(), conn.transaction():
-        row = conn.execute(LOCK_JOB_KEY, {"id": job_id}).fetchone()
-        if row is None:
-            return None
-        params = {
-            "id": job_id,
-            "key": row[0],
-            "now": now,
-            "since": rule.throttle.since(now) if rule.throttle else None,
-            "throttle_cap": rule.throttle.count if rule.throttle else 0,
-            "throttle_error": policy.THROTTLE_ERROR,
-        }
-        running, started = conn.execute(PERFORM_COUNTS, params).fetchone()  # type: ignore[misc]
+        locked = conn.execute(LOCK_JOB_KEY, params)
+        counted = conn.execute(PERFORM_COUNTS, params)
+        if locked.fetchone() is None:
+            return None  # no key: not limited
+        running, started = counted.fetchone()  # type: ignore[misc]
         refused = policy.perform_refusal(rule, running, started)
         if refused is None:
             conn.execute(MARK_ADMITTED, params)
