@@ -28,6 +28,7 @@ from goodjob_mp.enqueue import EnqueuedJob, bulk, flush_enqueue_events, using_co
 from goodjob_mp.events import subscribe
 from goodjob_mp.execution import current_thread_running, current_thread_shutting_down
 from goodjob_mp.features.batches import Batch, BatchNotFoundError
+from goodjob_mp.features.concurrency import Concurrency
 from goodjob_mp.inline import perform_inline
 from goodjob_mp.jobs import (
     INFINITE,
@@ -54,6 +55,7 @@ __all__ = [
     "INFINITE",
     "Batch",
     "BatchNotFoundError",
+    "Concurrency",
     "ConfigError",
     "DatabaseUnavailableError",
     "DeserializationError",

@@ -38,13 +38,20 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class EnqueuedJob:
-    """The handle ``perform_later`` returns."""
+    """The handle ``perform_later`` returns. ``enqueued`` is False (and the handle falsy) when
+    a concurrency limit or throttle refused the job: ``refused`` says which ("limit",
+    "throttle"), and nothing was written, as GoodJob's ``perform_later`` returns false."""
 
     id: uuid.UUID
     job_class: str
     queue_name: str
     priority: int
     scheduled_at: dt.datetime  # naive UTC
+    enqueued: bool = True
+    refused: str | None = None
+
+    def __bool__(self) -> bool:
+        return self.enqueued
 
     @property
     def active_job_id(self) -> uuid.UUID:
@@ -154,15 +161,18 @@ def bulk(connection: psycopg.Connection | None = None) -> Iterator[Bulk]:
 
 def _copy_now(collected: Bulk, connection: psycopg.Connection | None, perform_inline: bool) -> None:
     also: list[uuid.UUID] = []
+    written: Sequence[NewJob] = ()
     with _writing(connection) as conn:
         with conn.transaction():
             if collected.rows:
-                copy_jobs(conn, collected.rows)
+                written = copy_jobs(conn, collected.rows)
             for action in collected.on_write:
                 also += action(conn)
-        _emit_after_commit(conn, collected.rows)
+        _emit_after_commit(conn, written)
+    if len(written) != len(collected.rows):  # the handles of refused rows say so
+        collected.jobs[:] = [_handle(row) for row in collected.rows]
     if perform_inline:
-        _after_write(collected.rows, also)
+        _after_write(written, also)
 
 
 @contextlib.contextmanager
@@ -284,7 +294,15 @@ def write_policy(settings: Settings) -> WritePolicy:
 
 
 def _handle(row: NewJob) -> EnqueuedJob:
-    return EnqueuedJob(row.id, row.job_class, row.queue_name, row.priority, row.scheduled_at)
+    return EnqueuedJob(
+        row.id,
+        row.job_class,
+        row.queue_name,
+        row.priority,
+        row.scheduled_at,
+        row.refused is None,
+        row.refused,
+    )
 
 
 def _emit(row: NewJob) -> None:
@@ -344,7 +362,8 @@ def _insert_now(row: NewJob, connection: psycopg.Connection | None) -> None:
     if getattr(_pending, "rows", None):
         flush_enqueue_events()
     with _writing(connection) as conn:
-        insert_job(conn, row)
+        if not insert_job(conn, row):
+            return  # refused by a concurrency limit: nothing written (row.refused says why)
         _emit_after_commit(conn, [row])
     if connection is None:
         _after_write([row])

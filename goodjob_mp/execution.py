@@ -21,13 +21,15 @@ from typing import Any
 
 import psycopg
 
-from goodjob_mp import events
+from goodjob_mp import events, features
 from goodjob_mp.backoff import retry_wait_seconds
 from goodjob_mp.config import Settings
 from goodjob_mp.db import job_store
 from goodjob_mp.db.job_store import ClaimedJob, JobResult, utcnow
 from goodjob_mp.db.jsonb import UnreadableJSON
+from goodjob_mp.features import concurrency as concurrency_policy
 from goodjob_mp.features.batches import locate_arguments
+from goodjob_mp.features.concurrency import Concurrency
 from goodjob_mp.jobs import Job, RetryOn, UnknownJobClassError, importable_packages, lookup
 from goodjob_mp.serialization import DeserializationError, GlobalID, deserialize_arguments
 from goodjob_mp.timeouts import time_limit
@@ -252,6 +254,8 @@ class Prepared:
     started: dt.datetime
     t0: float
     settings: Settings
+    # Admitted under these concurrency limits (the perform seam): released when the body ends.
+    admitted: Concurrency | None = None
 
     @property
     def is_async(self) -> bool:
@@ -297,6 +301,15 @@ def _begin(job: ClaimedJob, settings: Settings) -> Prepared | JobResult:
     instance.job_id = str(params.get("job_id") or job.active_job_id)
     instance.provider_job_id = str(job.id)
     instance.executions = int(params.get("executions") or 0) + 1
+    config = job_cls._concurrency
+    if config is not None:  # the only test other jobs pay
+        # The perform seam: admitted under the key's limits until the body ends (run_sync /
+        # run_async release it), or refused and retried as GoodJob retries it.
+        refusal = features.admit_perform(job, config)
+        if refusal is not None:
+            result = _refused(job, job_cls, instance, params, refusal, started)
+            _finish_events(job, job_class, result, time.perf_counter() - t0)
+            return result
     if events.has_subscribers("perform_start"):
         events.emit(
             "perform_start",
@@ -306,7 +319,17 @@ def _begin(job: ClaimedJob, settings: Settings) -> Prepared | JobResult:
             executions=instance.executions,
         )
     return Prepared(
-        job, job_cls, job_class, instance, params, tuple(args), dict(kwargs), started, t0, settings
+        job,
+        job_cls,
+        job_class,
+        instance,
+        params,
+        tuple(args),
+        dict(kwargs),
+        started,
+        t0,
+        settings,
+        config,
     )
 
 
@@ -323,6 +346,7 @@ def run_sync(p: Prepared) -> JobResult:
             result = _succeeded(p)
         finally:
             _current.running = False
+            _end_admission(p)
         _finish_events(p.job, p.job_class, result, time.perf_counter() - p.t0)
         return result
     except BaseException as exc:
@@ -345,10 +369,38 @@ async def run_async(p: Prepared) -> JobResult:
             result = _failed(p.job, p.job_cls, p.instance, p.params, exc, p.started, p.settings)
         else:
             result = _succeeded(p)
+        finally:
+            _end_admission(p)
         _finish_events(p.job, p.job_class, result, time.perf_counter() - p.t0)
         return result
     except BaseException as exc:
         return internal_error_result(p.job, exc)
+
+
+def _end_admission(p: Prepared) -> None:
+    if p.admitted is not None:
+        features.end_perform(p.job, p.admitted)
+
+
+def _refused(
+    job: ClaimedJob,
+    job_cls: type[Job],
+    instance: Job,
+    params: dict[str, Any],
+    refusal: str,
+    started: dt.datetime,
+) -> JobResult:
+    """Over a perform limit or throttle: GoodJob's before_perform raises ConcurrencyExceededError
+    (or ThrottleExceededError), and its ``retry_on ..., attempts: Float::INFINITE, wait:
+    :polynomially_longer`` retries the job; no job code has run. The backtrace is empty, as
+    GoodJob suppresses it."""
+    counts = dict(params.get("exception_executions") or {})
+    refusals = int(counts.get(concurrency_policy.RETRY_KEY, 0)) + 1
+    counts[concurrency_policy.RETRY_KEY] = refusals
+    assert job_cls._concurrency is not None
+    wait = job_cls._concurrency.retry_seconds(refusals)
+    error = concurrency_policy.refusal_error(refusal)
+    return _retry(job, params, instance, counts, error, [], wait, RETRIED, started)
 
 
 def _succeeded(p: Prepared) -> JobResult:
@@ -520,6 +572,11 @@ def _finish_events(job: ClaimedJob, job_class: str | None, result: JobResult, to
             log.info(
                 "job %s %s queue=%s succeeded in %.3fs", job.id, job_class, job.queue_name, took
             )
+    elif result.error in concurrency_policy.REFUSAL_ERRORS:
+        # Expected under a limit: the job waits its turn; not a failure.
+        log.info(
+            "job %s %s queue=%s not run now: %s", job.id, job_class, job.queue_name, result.error
+        )
     else:
         log.warning(
             "job %s %s queue=%s %s in %.3fs: %s",

@@ -381,6 +381,21 @@ def _check_timeout(value: Any, owner: str) -> float | None:
     return float(value)
 
 
+def _check_concurrency(value: Any, owner: str) -> Any:
+    if value is None:
+        return None
+    from goodjob_mp.features import concurrency_io
+    from goodjob_mp.features.concurrency import Concurrency
+
+    if not isinstance(value, Concurrency):
+        raise JobDefinitionError(
+            f"{owner}.concurrency = {value!r} is invalid; use gj.Concurrency(perform_limit=..., "
+            "key=...) or None"
+        )
+    concurrency_io.install()
+    return value
+
+
 # --- the Job class ----------------------------------------------------------------------------
 
 
@@ -396,6 +411,8 @@ class Job:
     discard_on: ClassVar[Sequence[Any]] = ()
     # Seconds (or a timedelta) after which JobTimeoutError is raised in the job; None: no limit.
     timeout: ClassVar[float | dt.timedelta | None] = None
+    # gj.Concurrency(...): limits and throttles per concurrency key (docs/concurrency.md).
+    concurrency: ClassVar[Any] = None
 
     # Filled in for the instance that performs a job.
     job_id: str | None = None
@@ -409,6 +426,7 @@ class Job:
         cls._discard_types = _as_discard_types(cls.discard_on, cls.__qualname__)
         cls._rescues = _rescue_handlers(cls)
         cls._timeout_seconds = _check_timeout(cls.timeout, cls.__qualname__)
+        cls._concurrency = _check_concurrency(cls.concurrency, cls.__qualname__)
         if "job_class_name" not in cls.__dict__ or cls.__dict__["job_class_name"] is None:
             cls.job_class_name = f"{_import_name(cls.__module__)}.{cls.__qualname__}"
         register(cls.job_class_name or cls.__qualname__, cls)
@@ -417,6 +435,7 @@ class Job:
     _discard_types: ClassVar[tuple[type[BaseException], ...]] = ()
     _rescues: ClassVar[tuple[tuple[tuple[type[BaseException], ...], str], ...]] = ()
     _timeout_seconds: ClassVar[float | None] = None
+    _concurrency: ClassVar[Any] = None  # the checked Concurrency, or None (most jobs)
 
     def perform(self, *args: Any, **kwargs: Any) -> Any:
         raise NotImplementedError(f"{type(self).__name__}.perform is not defined")
@@ -534,6 +553,7 @@ class _DecoratorOptions:
     retry_on: Sequence[Any] = field(default_factory=tuple)
     discard_on: Sequence[Any] = field(default_factory=tuple)
     timeout: float | dt.timedelta | None = None
+    concurrency: Any = None
 
 
 class TypedConfiguredJob(Generic[P, R]):
@@ -609,6 +629,7 @@ def job(
     retry_on: Sequence[Any] = (),
     discard_on: Sequence[Any] = (),
     timeout: float | dt.timedelta | None = None,
+    concurrency: Any = None,
 ) -> Callable[[Callable[P, R]], JobFunction[P, R]]: ...
 
 
@@ -622,9 +643,12 @@ def job(
     retry_on: Sequence[Any] = (),
     discard_on: Sequence[Any] = (),
     timeout: float | dt.timedelta | None = None,
+    concurrency: Any = None,
 ) -> JobFunction[P, R] | Callable[[Callable[P, R]], JobFunction[P, R]]:
     """Turn a function into a job: ``@job`` or ``@job(queue="mail", priority=-1, ...)``."""
-    opts = _DecoratorOptions(queue, priority, labels, name, retry_on, discard_on, timeout)
+    opts = _DecoratorOptions(
+        queue, priority, labels, name, retry_on, discard_on, timeout, concurrency
+    )
 
     def wrap(func: Callable[P, R]) -> JobFunction[P, R]:
         perform = _async_perform(func) if inspect.iscoroutinefunction(func) else _perform(func)
@@ -644,6 +668,7 @@ def job(
                 "retry_on": tuple(opts.retry_on),
                 "discard_on": tuple(opts.discard_on),
                 "timeout": opts.timeout,
+                "concurrency": opts.concurrency,
             },
         )
         return JobFunction(func, job_cls)

@@ -5,6 +5,8 @@
                             [--async] [--metrics]
 
 --drain-only runs only the two drains (quick before/after comparisons of the hot path).
+--concurrency also drains jobs of a class with `gj.Concurrency(perform_limit=5)` (one key): every
+attempt takes the perform check (docs/concurrency.md); jobs without a config are the two drains.
 --advisory-locks also drains with GoodJob's per-job advisory locks taken (advisory_locks=always)
 and without (never), to show their cost.
 --backlog measures claims behind a deep queue: enqueue-to-start latency of a `latency` pool with
@@ -63,6 +65,11 @@ _start_event = threading.Event()
 
 @gj.job(queue="default")
 async def async_noop() -> None:
+    pass
+
+
+@gj.job(concurrency=gj.Concurrency(perform_limit=5, key="bench"))
+def limited5() -> None:
     pass
 
 
@@ -131,6 +138,7 @@ def bench_drain(
     truncate(conn)
     if backlog:
         enqueue_backlog(conn, backlog)
+    job = settings_.pop("job", noop)
     with gj.bulk():
         for _ in range(n):
             job.perform_later()  # type: ignore[attr-defined]
@@ -361,6 +369,9 @@ def main() -> None:
     parser.add_argument("--drain-only", action="store_true", help="only the two drains")
     parser.add_argument("--advisory-locks", action="store_true", help="drain with/without locks")
     parser.add_argument(
+        "--concurrency", action="store_true", help="also drain a perform_limit=5 class"
+    )
+    parser.add_argument(
         "--backlog", type=int, nargs="?", const=200_000, help="claims behind N waiting jobs"
     )
     parser.add_argument("--async", dest="async_", action="store_true", help="async no-op drain")
@@ -392,6 +403,15 @@ def main() -> None:
             results["drain_preserve_off_jobs_per_s"] = round(bench_drain(conn, args.jobs, False))
             if not args.drain_only:
                 results["latency"] = bench_latency(conn, args.latency_samples)
+            if args.concurrency:
+                # Five threads (the default) and a limit of five: every check admits, so this is
+                # the cost of the check itself.
+                results["drain_perform_limit_5_jobs_per_s"] = round(
+                    bench_drain(conn, args.jobs, True, job=limited5)
+                )
+                results["perform_limit_5_refused_attempts"] = conn.execute(
+                    "SELECT count(*) FROM good_job_executions WHERE error IS NOT NULL"
+                ).fetchone()[0]
             if args.advisory_locks:
                 for mode in ("never", "always"):
                     results[f"drain_advisory_locks_{mode}_jobs_per_s"] = round(

@@ -45,6 +45,9 @@ OUR_OWN_INDEXES = {
     "index_good_job_executions_on_finished_at_brin",
     "index_good_job_batches_on_created_at_and_id",
     "index_good_jobs_on_batch_id_unfinished",
+    "index_good_jobs_on_concurrency_key_running",
+    "index_good_jobs_on_concurrency_key_unfinished",
+    "index_good_jobs_on_concurrency_key_created_at",
 }
 
 

@@ -70,15 +70,16 @@ INSERT_COLUMNS = (
     "cron_at",
     "batch_id",
     "batch_callback_id",
+    "concurrency_key",
 )
 
 _INSERT_VALUES = """
 INSERT INTO good_jobs (id, active_job_id, job_class, queue_name, priority, serialized_params,
                        scheduled_at, created_at, updated_at, labels, cron_key, cron_at, batch_id,
-                       batch_callback_id)
+                       batch_callback_id, concurrency_key)
 VALUES (%(id)s, %(id)s, %(job_class)s, %(queue_name)s, %(priority)s, %(serialized_params)s,
         %(scheduled_at)s, %(created_at)s, %(created_at)s, %(labels)s, %(cron_key)s, %(cron_at)s,
-        %(batch_id)s, %(batch_callback_id)s)
+        %(batch_id)s, %(batch_callback_id)s, %(concurrency_key)s)
 """
 # One statement, so in autocommit mode the row and its NOTIFY commit together, and inside a
 # caller's transaction the NOTIFY is delivered only if that transaction commits.
@@ -112,6 +113,8 @@ class NewJob:
     cron_at: dt.datetime | None = None
     batch_id: uuid.UUID | None = None
     batch_callback_id: uuid.UUID | None = None  # a batch's callback job (features/batches.py)
+    concurrency_key: str | None = None  # set by features.concurrency at enqueue
+    refused: str | None = None  # why an enqueue feature left the row out ("limit", ...)
 
     def params(self) -> dict[str, Any]:
         return {
@@ -127,6 +130,7 @@ class NewJob:
             "cron_at": self.cron_at,
             "batch_id": self.batch_id,
             "batch_callback_id": self.batch_callback_id,
+            "concurrency_key": self.concurrency_key,
             "notify": notify_payload(self.queue_name, self.scheduled_at),
         }
 
@@ -146,14 +150,22 @@ class NewJob:
             self.cron_at,
             self.batch_id,
             self.batch_callback_id,
+            self.concurrency_key,
         )
 
 
 def insert_job(conn: psycopg.Connection, job: NewJob, *, notify: bool = True) -> bool:
     """Insert one job (and NOTIFY in the same statement). False when a cron duplicate existed
     or an enqueue feature refused the row."""
-    if features.enqueue_hooks and not features.before_enqueue(conn, [job]):
-        return False
+    if features.enqueue_hooks:
+        with features.enqueue_transaction(conn, [job]):
+            if not features.before_enqueue(conn, [job]):
+                return False
+            return _insert_job(conn, job, notify)
+    return _insert_job(conn, job, notify)
+
+
+def _insert_job(conn: psycopg.Connection, job: NewJob, notify: bool) -> bool:
     if job.cron_key is not None:
         return conn.execute(INSERT_UNIQUE_CRON_AND_NOTIFY, job.params()).fetchone() is not None
     if notify:

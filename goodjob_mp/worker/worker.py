@@ -240,6 +240,8 @@ class Worker:
                     self._load_cache(conn)
                     self._probe_unknown(conn)
                     self._pauses.stale = True  # a Rails pause sends no NOTIFY: re-read it
+                if self._pauses.stale:
+                    self._recheck_pauses(conn)
                 if self._cache.pop_due(time.time()):
                     work_maybe = True
                 if work_maybe:
@@ -297,6 +299,33 @@ class Worker:
                 continue
             self._work.put(job)
         return len(jobs), conn
+
+    def _recheck_pauses(self, conn: psycopg.Connection) -> None:
+        """Re-read the pauses; hand back buffered jobs that a pause now covers (claimed before
+        it, not started). The buffer is emptied first, so no executor can start one meanwhile."""
+        self._pauses.refresh(conn)
+        if not self._pauses.active or self._work.qsize() == 0:
+            return
+        buffered: list[job_store.ClaimedJob | None] = []
+        while True:
+            try:
+                buffered.append(self._work.get_nowait())
+            except queue.Empty:
+                break
+        jobs = [job for job in buffered if job is not None]
+        try:
+            paused = self._pauses.paused_among(conn, [job.id for job in jobs])
+            back = [job for job in jobs if job.id in paused]
+            if back:
+                job_store.release_unstarted(conn, back, self.process_id)
+                job_store.unlock_jobs(conn, [j.id for j in back if j.advisory_locked])
+                log.info("%s: handed back %d buffered job(s) now paused", self.name, len(back))
+        except psycopg.Error as exc:
+            log.warning("%s: could not recheck buffered jobs against pauses: %s", self.name, exc)
+            paused = set()
+        for job in buffered:
+            if job is None or job.id not in paused:
+                self._work.put(job)
 
     def _record_interrupt(self, conn: psycopg.Connection, job: job_store.ClaimedJob) -> bool:
         """Close the cut-off attempt; False when the job is discarded as poison instead."""
