@@ -9,8 +9,9 @@ The public API, re-exported from the modules that own it::
 
     send_welcome.perform_later(42)
 
-``start_async`` and ``shutdown`` (async mode) load the worker on first use, so a process that
-only enqueues never imports it.
+``start_async``, ``shutdown`` and ``restart`` (async mode) load the worker on first use, so a
+process that only enqueues never imports it (async mode's own start at the first enqueue in a
+web server process imports it then: ``goodjob_mp.async_autostart``).
 """
 
 from typing import TYPE_CHECKING, Any
@@ -18,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 # ``gj.enqueue("RubyMailer", [42], queue="mailers")`` is the module goodjob_mp.enqueue itself,
 # made callable (see the end of that module): a function of that name here would hide the
 # submodule from attribute access (``goodjob_mp.enqueue.bulk``, monkeypatch paths).
-from goodjob_mp import enqueue
+from goodjob_mp import async_autostart, enqueue
 from goodjob_mp.config import ConfigError, Settings, configure, current_settings, load_settings
 from goodjob_mp.db.connection import DatabaseUnavailableError
 from goodjob_mp.db.job_reads import JobExecution, JobInfo, find
@@ -26,6 +27,8 @@ from goodjob_mp.db.migrate import SchemaOutdatedError
 from goodjob_mp.enqueue import EnqueuedJob, bulk, flush_enqueue_events, using_connection
 from goodjob_mp.events import subscribe
 from goodjob_mp.execution import current_thread_running, current_thread_shutting_down
+from goodjob_mp.features.batches import Batch, BatchNotFoundError
+from goodjob_mp.features.concurrency import Concurrency
 from goodjob_mp.inline import perform_inline
 from goodjob_mp.jobs import (
     INFINITE,
@@ -42,12 +45,17 @@ from goodjob_mp.serialization import DeserializationError, GlobalID, Serializati
 from goodjob_mp.timeouts import JobTimeoutError
 
 if TYPE_CHECKING:
-    from goodjob_mp.modes import shutdown, start_async
+    from goodjob_mp.modes import restart, shutdown, start_async
+
+enqueue.on_async_enqueue = async_autostart.on_enqueue
 
 __version__ = "0.1.0"
 
 __all__ = [
     "INFINITE",
+    "Batch",
+    "BatchNotFoundError",
+    "Concurrency",
     "ConfigError",
     "DatabaseUnavailableError",
     "DeserializationError",
@@ -80,6 +88,7 @@ __all__ = [
     "pauses",
     "perform_inline",
     "rescue_from",
+    "restart",
     "shutdown",
     "start_async",
     "subscribe",
@@ -90,7 +99,7 @@ __all__ = [
 
 def __getattr__(name: str) -> Any:
     # PEP 562: the worker (threads, LISTEN, batching) is imported only by processes that run one.
-    if name in ("start_async", "shutdown"):
+    if name in ("start_async", "shutdown", "restart"):
         from goodjob_mp import modes
 
         return getattr(modes, name)

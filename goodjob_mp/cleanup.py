@@ -1,6 +1,7 @@
 """Cleanup of preserved job records: delete finished jobs (and their executions) older than
 ``cleanup_preserved_jobs_before_seconds_ago``, in bounded batches so no statement holds locks
-for long; -1 disables it (nothing is ever deleted). Owns when cleanup runs (every
+for long, then the batches (``good_job_batches``) that finished before the same cut-off, as
+GoodJob does; -1 disables it (nothing is ever deleted). Owns when cleanup runs (every
 ``cleanup_interval_jobs`` finished jobs or ``cleanup_interval_seconds``) and the SQL that does it.
 """
 
@@ -14,6 +15,7 @@ import time
 import psycopg
 
 from goodjob_mp.config import Settings
+from goodjob_mp.db import batches
 from goodjob_mp.db.job_store import utcnow
 
 log = logging.getLogger("goodjob_mp.cleanup")
@@ -49,6 +51,20 @@ def cleanup_preserved_jobs(
 
     A cut-off of -1 means "disabled", not "one second in the future": nothing is deleted.
     """
+    return cleanup_preserved(
+        conn, settings, before_seconds_ago=before_seconds_ago, include_discarded=include_discarded
+    )[0]
+
+
+def cleanup_preserved(
+    conn: psycopg.Connection,
+    settings: Settings,
+    *,
+    before_seconds_ago: float | None = None,
+    include_discarded: bool | None = None,
+) -> tuple[int, int]:
+    """``cleanup_preserved_jobs``, returning (jobs deleted, batches deleted). Batches go as in
+    GoodJob: those finished before the cut-off, discarded ones only with discarded jobs."""
     seconds = (
         settings.cleanup_preserved_jobs_before_seconds_ago
         if before_seconds_ago is None
@@ -56,7 +72,7 @@ def cleanup_preserved_jobs(
     )
     if seconds == DISABLED:
         log.debug("cleanup: disabled (cleanup_preserved_jobs_before_seconds_ago = -1)")
-        return 0
+        return 0, 0
     if not math.isfinite(seconds) or seconds < 0:
         raise ValueError(f"before_seconds_ago = {seconds!r}: use seconds >= 0, or -1 to disable")
     discarded = settings.cleanup_discarded_jobs if include_discarded is None else include_discarded
@@ -70,7 +86,15 @@ def cleanup_preserved_jobs(
             break
     if total:
         log.info("cleanup: deleted %d finished job(s) older than %s", total, before)
-    return total
+    gone = 0
+    while True:
+        count = batches.delete_finished(conn, before, discarded, BATCH_SIZE)
+        gone += count
+        if count < BATCH_SIZE:
+            break
+    if gone:
+        log.info("cleanup: deleted %d finished batch(es) older than %s", gone, before)
+    return total, gone
 
 
 class CleanupSchedule:

@@ -109,7 +109,10 @@ def _check_schema_before_forking() -> None:
 @click.option("--pidfile", help="Write the supervisor's pid here (atomically).")
 @click.option("--log-file", help="With --daemonize: append output here instead of /dev/null.")
 @click.option(
-    "--probe-port", type=int, help="Serve /, /status, /status/started, /status/connected."
+    "--probe-port",
+    type=int,
+    help="Serve /, /status, /status/started, /status/connected, and /metrics (Prometheus, with "
+    "the metrics extra; GOOD_JOB_ENABLE_METRICS=false turns it off).",
 )
 @click.option(
     "--probe-bind",
@@ -207,9 +210,11 @@ def migrate(ctx: click.Context, check: bool, goodjob_indexes: bool | None) -> No
         if check:
             missing = migrations.pending_migrations(conn)
             if missing:
+                usable = not migrations.blocking_migrations(conn, missing)
                 click.echo(
-                    f"database is behind: pending {', '.join(missing)}; "
-                    "run: goodjob-supervisor migrate",
+                    f"database is behind: pending {', '.join(missing)}"
+                    + (" (indexes only: workers run without them, slower)" if usable else "")
+                    + "; run: goodjob-supervisor migrate",
                     err=True,
                 )
                 sys.exit(1)
@@ -239,8 +244,9 @@ def migrate(ctx: click.Context, check: bool, goodjob_indexes: bool | None) -> No
 def cleanup_preserved_jobs(
     ctx: click.Context, before_seconds_ago: float | None, keep_discarded: bool
 ) -> None:
-    """Delete preserved job records (and their executions) older than a cut-off."""
-    from goodjob_mp.cleanup import cleanup_preserved_jobs as run_cleanup
+    """Delete preserved job records (and their executions) and finished batches older than a
+    cut-off."""
+    from goodjob_mp.cleanup import cleanup_preserved as run_cleanup
 
     settings = load(ctx)
     seconds = (
@@ -256,13 +262,13 @@ def cleanup_preserved_jobs(
             f"{seconds!r}: use seconds >= 0, or -1 to disable", param_hint="'--before-seconds-ago'"
         )
     with connection() as conn:
-        deleted = run_cleanup(
+        deleted, batches_deleted = run_cleanup(
             conn,
             settings,
             before_seconds_ago=before_seconds_ago,
             include_discarded=False if keep_discarded else None,
         )
-    click.echo(f"deleted {deleted} job(s)")
+    click.echo(f"deleted {deleted} job(s) and {batches_deleted} batch(es)")
 
 
 main.add_command(cron)
@@ -273,3 +279,6 @@ _register_dashboard(main)
 from goodjob_mp import pauses_cli  # noqa: E402  (pause, unpause, pauses)
 
 pauses_cli.register(main)
+from goodjob_mp import batches_cli  # noqa: E402  (batches)
+
+batches_cli.register(main)

@@ -55,6 +55,8 @@ class Settings:
     # The probe's address: loopback by default (GoodJob's advice for health checks behind a
     # proxy); 0.0.0.0 (or ::) where a load balancer or kubelet on another address must reach it.
     probe_bind: str = "127.0.0.1"
+    # /metrics on the probe server (needs prometheus_client: the ``metrics`` extra).
+    enable_metrics: bool = True
     daemonize: bool = False
     pidfile: str | None = None
     log_file: str | None = None
@@ -74,6 +76,8 @@ class Settings:
     child_timeout: float = 10.0
     # Upper bound on jobs claimed ahead of free threads when jobs are short.
     claim_buffer: int = 400
+    # Most ``async def`` jobs one pool runs at once on its event loop (see docs/asyncio.md).
+    async_concurrency: int = 100
     goodjob_indexes: bool = False
     # Writing arguments (goodjob_mp.serialization.WritePolicy): what a naive datetime means,
     # how a Decimal is written, and whether values only goodjob_mp reads are refused.
@@ -169,6 +173,7 @@ _TEXT_PARSERS: dict[str, Callable[[str], Any]] = {
     "max_memory": _parse_memory,
     "probe_port": _parse_optional_int,
     "probe_bind": str,
+    "enable_metrics": _parse_bool,
     "daemonize": _parse_bool,
     "pidfile": str,
     "log_file": str,
@@ -180,6 +185,7 @@ _TEXT_PARSERS: dict[str, Callable[[str], Any]] = {
     "heartbeat_interval": float,
     "child_timeout": float,
     "claim_buffer": int,
+    "async_concurrency": int,
     "goodjob_indexes": _parse_bool,
     "naive_datetimes": lambda t: t.strip().lower(),
     "decimal_format": lambda t: t.strip().lower(),
@@ -347,6 +353,8 @@ def _check(settings: Settings, sources: Mapping[str, str]) -> None:
         fail("enqueue_pool_size", "use a count >= 1")
     if settings.claim_buffer < 1:
         fail("claim_buffer", "use a count >= 1")
+    if settings.async_concurrency < 1:
+        fail("async_concurrency", "use a count >= 1")
     if settings.on_thread_error is not None and not callable(settings.on_thread_error):
         fail("on_thread_error", "use a callable taking the exception")
     if settings.on_unknown_job_class not in ("skip", "discard"):

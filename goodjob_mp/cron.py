@@ -36,6 +36,7 @@ import psycopg
 from croniter import CroniterError, croniter
 from psycopg.types.json import Jsonb
 
+from goodjob_mp import events
 from goodjob_mp.config import Settings
 from goodjob_mp.db import connection
 from goodjob_mp.jobs import Job, UnknownJobClassError, _make_options, lookup
@@ -437,7 +438,16 @@ def enqueue_run(conn: psycopg.Connection, entry: CronEntry, cron_at: dt.datetime
         cron_key=entry.key,
         cron_at=to_naive_utc(cron_at) if cron_at is not None else None,
     )
-    return insert_row(conn, row)
+    added = insert_row(conn, row)
+    if added and events.has_subscribers("cron_enqueue"):
+        events.emit(
+            "cron_enqueue",
+            cron_key=entry.key,
+            job_class=row.job_class,
+            queue_name=row.queue_name,
+            cron_at=cron_at,
+        )
+    return added
 
 
 _LAST_CRON_AT = """

@@ -101,7 +101,7 @@ def dashboard(
     allow_unauthenticated: bool,
     root_path: str,
 ) -> None:
-    """Serve the web dashboard (jobs, cron, processes, performance) with uvicorn.
+    """Serve the web dashboard (jobs, cron, processes, batches, pauses, performance) with uvicorn.
 
     \b
     goodjob-supervisor --app myapp.jobs dashboard --bind 127.0.0.1:8088

@@ -29,6 +29,7 @@ from goodjob_mp.db.connection import enqueue_connection, enqueue_pool
 from goodjob_mp.db.job_copy import JobCopier, copy_jobs
 from goodjob_mp.db.job_store import NewJob, insert_job, to_naive_utc, utcnow
 from goodjob_mp.db.migrate import schema_missing_error
+from goodjob_mp.features.batches import current_batch_id
 from goodjob_mp.jobs import DEFAULT_PRIORITY, DEFAULT_QUEUE, EnqueueOptions
 from goodjob_mp.serialization import WritePolicy, dumps, serialize_arguments
 
@@ -38,13 +39,20 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True, slots=True)  # slots: a bulk() block keeps one per job
 class EnqueuedJob:
-    """The handle ``perform_later`` returns."""
+    """The handle ``perform_later`` returns. ``enqueued`` is False (and the handle falsy) when
+    a concurrency limit or throttle refused the job: ``refused`` says which ("limit",
+    "throttle"), and nothing was written, as GoodJob's ``perform_later`` returns false."""
 
     id: uuid.UUID
     job_class: str
     queue_name: str
     priority: int
     scheduled_at: dt.datetime  # naive UTC
+    enqueued: bool = True
+    refused: str | None = None
+
+    def __bool__(self) -> bool:
+        return self.enqueued
 
     @property
     def active_job_id(self) -> uuid.UUID:
@@ -128,6 +136,9 @@ class Bulk:
 
     rows: list[NewJob] = field(default_factory=list)
     jobs: list[EnqueuedJob] = field(default_factory=list)
+    # Run in the COPY's transaction after it (a batch enqueued inside the block); each returns
+    # the ids of jobs it enqueued, for inline mode to perform after the commit.
+    on_write: list[Callable[[psycopg.Connection], list[uuid.UUID]]] = field(default_factory=list)
     stream: _Stream | None = None
 
 
@@ -135,26 +146,45 @@ class _Stream:
     """A ``bulk()`` block on this process's own connection: every full chunk is COPYed as the
     block runs, in one transaction that commits when the block ends (an exception rolls it
     back), so memory stays flat however many jobs it enqueues. The transaction opens with the
-    first full chunk."""
+    first full chunk (or at the end, for the last rows and the ``on_write`` actions)."""
 
     def __init__(self, stack: contextlib.ExitStack) -> None:
         self._stack = stack
         self._copier: JobCopier | None = None
         self.kept: list[NewJob] = []  # for enqueue events and inline mode, only when needed
+        self.also: list[uuid.UUID] = []  # jobs the on_write actions enqueued (inline mode)
 
-    def write(self, rows: list[NewJob]) -> None:
+    @property
+    def opened(self) -> bool:
+        return self._copier is not None
+
+    def _open(self) -> JobCopier:
         if self._copier is None:
             conn = self._stack.enter_context(_writing(None))
             self._stack.enter_context(conn.transaction())
             self._copier = JobCopier(conn)
-        self._copier.write(rows)
-        if events.has_subscribers("enqueue") or current_settings().execution_mode == "inline":
-            self.kept.extend(rows)
+        return self._copier
 
-    def finish(self, rows: list[NewJob]) -> None:
-        """Write the last rows and the NOTIFYs; the commit follows as the stack closes."""
+    def write(self, collected: Bulk, rows: list[NewJob]) -> None:
+        """COPY ``rows``, the last ``len(rows)`` jobs of ``collected``, after the enqueue hooks;
+        the handles of rows a hook refused are replaced by ones that say so."""
+        written = self._open().write(rows)
+        if len(written) != len(rows):
+            del collected.jobs[len(collected.jobs) - len(rows) :]
+            collected.jobs.extend(_handle(row) for row in rows)
+        if events.has_subscribers("enqueue") or current_settings().execution_mode == "inline":
+            self.kept.extend(written)
+
+    def finish(self, collected: Bulk) -> None:
+        """Write the last rows, run the on_write actions, then the NOTIFYs, all in the
+        stream's transaction; the commit follows as the stack closes."""
+        rows, collected.rows = collected.rows, []
         if rows:
-            self.write(rows)
+            self.write(collected, rows)
+        if collected.on_write:
+            conn = self._open().conn
+            for action in collected.on_write:
+                self.also += action(conn)
         if self._copier is not None:
             self._copier.notify()
 
@@ -186,28 +216,32 @@ def bulk(connection: psycopg.Connection | None = None) -> Iterator[Bulk]:
         finally:
             _bulk.reset(token)
         if collected.stream is not None:
-            collected.stream.finish(collected.rows)
-            collected.rows = []
+            collected.stream.finish(collected)
     if collected.stream is not None:
-        kept, collected.stream = collected.stream.kept, None
-        for row in kept:  # committed: their enqueue events, then inline mode performs them
+        stream, collected.stream = collected.stream, None
+        for row in stream.kept:  # committed: their enqueue events, then inline mode performs them
             _emit(row)
-        if kept:
-            _after_write(kept)
-    elif collected.rows:
+        if stream.opened:  # inline mode performs them; async mode starts its worker
+            _after_write(stream.kept, stream.also)
+    elif collected.rows or collected.on_write:
         # Inline mode performs them unless a router wrote them in a framework's transaction.
-        _route(lambda conn: _copy_now(collected.rows, conn, conn is connection), connection)
+        _route(lambda conn: _copy_now(collected, conn, conn is connection), connection)
 
 
-def _copy_now(
-    rows: Sequence[NewJob], connection: psycopg.Connection | None, perform_inline: bool
-) -> None:
+def _copy_now(collected: Bulk, connection: psycopg.Connection | None, perform_inline: bool) -> None:
+    also: list[uuid.UUID] = []
+    written: Sequence[NewJob] = ()
     with _writing(connection) as conn:
         with conn.transaction():
-            copy_jobs(conn, rows)
-        _emit_after_commit(conn, rows)
+            if collected.rows:
+                written = copy_jobs(conn, collected.rows)
+            for action in collected.on_write:
+                also += action(conn)
+        _emit_after_commit(conn, written)
+    if len(written) != len(collected.rows):  # the handles of refused rows say so
+        collected.jobs[:] = [_handle(row) for row in collected.rows]
     if perform_inline:
-        _after_write(rows)
+        _after_write(written, also)
 
 
 @contextlib.contextmanager
@@ -371,7 +405,15 @@ def write_policy(settings: Settings) -> WritePolicy:
 
 
 def _handle(row: NewJob) -> EnqueuedJob:
-    return EnqueuedJob(row.id, row.job_class, row.queue_name, row.priority, row.scheduled_at)
+    return EnqueuedJob(
+        row.id,
+        row.job_class,
+        row.queue_name,
+        row.priority,
+        row.scheduled_at,
+        row.refused is None,
+        row.refused,
+    )
 
 
 def _emit(row: NewJob) -> None:
@@ -386,11 +428,19 @@ def _emit(row: NewJob) -> None:
         )
 
 
-def _after_write(rows: Sequence[NewJob]) -> None:
+# Async mode's start at the first enqueue (goodjob_mp.async_autostart, set by the package: this
+# module may not import the worker, not even lazily).
+on_async_enqueue: Callable[[], None] | None = None
+
+
+def _after_write(rows: Sequence[NewJob], also: Sequence[uuid.UUID] = ()) -> None:
+    mode = current_settings().execution_mode
     # Inline mode performs exactly the jobs just written (and what they enqueue), as GoodJob.
-    if current_settings().execution_mode == "inline" and _connection.get() is None:
+    if mode == "inline" and _connection.get() is None:
         now = utcnow()
-        inline.perform_enqueued([row.id for row in rows if row.scheduled_at <= now])
+        inline.perform_enqueued([row.id for row in rows if row.scheduled_at <= now] + list(also))
+    elif mode == "async" and on_async_enqueue is not None:
+        on_async_enqueue()
 
 
 def enqueue(
@@ -406,6 +456,9 @@ def enqueue(
 
 
 def _write(row: NewJob, connection: psycopg.Connection | None) -> EnqueuedJob:
+    batch_id = current_batch_id.get()
+    if batch_id is not None and row.batch_id is None:
+        row.batch_id = batch_id  # inside `with batch:` (features/batches.py)
     collected = _bulk.get()
     if collected is not None:
         rows = collected.rows
@@ -414,7 +467,7 @@ def _write(row: NewJob, connection: psycopg.Connection | None) -> EnqueuedJob:
         collected.jobs.append(handle)
         if collected.stream is not None and len(rows) >= BULK_CHUNK:
             collected.rows = []
-            collected.stream.write(rows)
+            collected.stream.write(collected, rows)
         return handle
     _route(lambda conn: _insert_now(row, conn), connection)
     return _handle(row)
@@ -424,7 +477,8 @@ def _insert_now(row: NewJob, connection: psycopg.Connection | None) -> None:
     if getattr(_pending, "rows", None):
         flush_enqueue_events()
     with _writing(connection) as conn:
-        insert_job(conn, row)
+        if not insert_job(conn, row):
+            return  # refused by a concurrency limit: nothing written (row.refused says why)
         _emit_after_commit(conn, [row])
     if connection is None:
         _after_write([row])

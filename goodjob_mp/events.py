@@ -7,17 +7,19 @@ Events and their payload keys:
 - ``perform_start``: job_id, job_class, queue_name, executions
 - ``perform_finish``: job_id, job_class, queue_name, duration, outcome, error
   (outcome: ``succeeded``, ``retried``, ``handled``, ``discarded``, ``failed``,
-  ``retry_stopped``)
+  ``retry_stopped``, ``interrupted``: an ``async def`` job cancelled at shutdown)
 - ``retry``: job_id, job_class, error, wait
-- ``discard``: job_id, job_class, error
-- ``interrupt``: job_id, job_class, interrupts
+- ``discard``: job_id, job_class, queue_name, error
+- ``interrupt``: job_id, job_class, queue_name, interrupts
 - ``result_lost``: job_id, outcome, error: an attempt's result matched no row (the job was no
-  longer locked by this process: handed back or taken by another worker), so nothing of it was
-  recorded
+  longer locked by this process: handed back or taken by another worker), or the database refused
+  both the result and the error record in its place, so nothing of it was recorded
+- ``cron_enqueue``: cron_key, job_class, queue_name, cron_at: the cron leader enqueued a run
+  (``cron_at`` None for a manual run); not fired for a run another leader had enqueued already
 
-Subscribers run on the thread where the event happens (a worker thread for perform events) and
-must be quick. An exception in a subscriber is logged and swallowed: instrumentation never breaks
-a job. Never called from a signal handler.
+Subscribers run on the thread where the event happens (a worker thread for perform events, the
+pool's event-loop thread for ``async def`` jobs) and must be quick. An exception in a subscriber
+is logged and swallowed: instrumentation never breaks a job. Never called from a signal handler.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ EVENTS = (
     "discard",
     "interrupt",
     "result_lost",
+    "cron_enqueue",
 )
 
 log = logging.getLogger("goodjob_mp.events")

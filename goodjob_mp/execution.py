@@ -8,6 +8,7 @@ touches the database: it returns a ``JobResult`` for the completer to write.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import functools
 import logging
@@ -20,13 +21,17 @@ from typing import Any
 
 import psycopg
 
-from goodjob_mp import events
+from goodjob_mp import events, features
 from goodjob_mp.backoff import retry_wait_seconds
 from goodjob_mp.config import Settings
 from goodjob_mp.db import job_store
 from goodjob_mp.db.job_store import ClaimedJob, JobResult, utcnow
+from goodjob_mp.db.jsonb import UnreadableJSON
+from goodjob_mp.features import concurrency as concurrency_policy
+from goodjob_mp.features.batches import locate_arguments
+from goodjob_mp.features.concurrency import Concurrency
 from goodjob_mp.jobs import Job, RetryOn, UnknownJobClassError, importable_packages, lookup
-from goodjob_mp.serialization import DeserializationError, deserialize_arguments
+from goodjob_mp.serialization import DeserializationError, GlobalID, deserialize_arguments
 from goodjob_mp.timeouts import time_limit
 
 log = logging.getLogger("goodjob_mp.job")
@@ -119,7 +124,13 @@ def set_thread_shutdown_check(check: Callable[[], bool] | None) -> None:
 def _discard(job: ClaimedJob, started: dt.datetime, error: str, settings: Settings) -> JobResult:
     # Every discard is announced: discard_on, unknown class, unreadable payload, poison job.
     if events.has_subscribers("discard"):
-        events.emit("discard", job_id=job.id, job_class=job.job_class, error=error)
+        events.emit(
+            "discard",
+            job_id=job.id,
+            job_class=job.job_class,
+            queue_name=job.queue_name,
+            error=error,
+        )
     return JobResult(
         id=job.id,
         started_at=started,
@@ -130,6 +141,8 @@ def _discard(job: ClaimedJob, started: dt.datetime, error: str, settings: Settin
         preserve=should_preserve(settings, job, "discarded", error),
         had_executions=job.executions_count > 1,
         outcome="discarded",
+        batch_id=job.batch_id,
+        batch_callback_id=job.batch_callback_id,
     )
 
 
@@ -150,7 +163,11 @@ def close_interrupted_attempt(
     )
     if events.has_subscribers("interrupt"):
         events.emit(
-            "interrupt", job_id=job.id, job_class=job.job_class, interrupts=job.interrupts + 1
+            "interrupt",
+            job_id=job.id,
+            job_class=job.job_class,
+            queue_name=job.queue_name,
+            interrupts=job.interrupts + 1,
         )
     if job.interrupts + 1 >= settings.max_interrupts:
         return discard_poison(job, settings)
@@ -182,9 +199,12 @@ def perform(job: ClaimedJob, settings: Settings) -> JobResult:
     ``internal_error_result``). The worker stops its threads with events, never by raising into
     them, so nothing that escapes a job can be the worker's own shutdown."""
     try:
-        return _perform(job, settings)
+        result = _perform(job, settings)
     except BaseException as exc:
         return internal_error_result(job, exc)
+    # For the finish hooks (batches), so a write without batch jobs skips them.
+    result.batch_id, result.batch_callback_id = job.batch_id, job.batch_callback_id
+    return result
 
 
 def internal_error_result(job: ClaimedJob, exc: BaseException) -> JobResult:
@@ -210,20 +230,69 @@ def internal_error_result(job: ClaimedJob, exc: BaseException) -> JobResult:
 
 
 def _perform(job: ClaimedJob, settings: Settings) -> JobResult:
+    step = begin(job, settings)
+    if isinstance(step, JobResult):
+        return step
+    if step.is_async:
+        from goodjob_mp.async_jobs import run_blocking
+
+        return run_blocking(run_async(step))
+    return run_sync(step)
+
+
+@dataclass
+class Prepared:
+    """A job ready for its body: class found, arguments read, ``perform_start`` announced."""
+
+    job: ClaimedJob
+    job_cls: type[Job]
+    job_class: str | None
+    instance: Job
+    params: dict[str, Any]
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any]
+    started: dt.datetime
+    t0: float
+    settings: Settings
+    # Admitted under these concurrency limits (the perform seam): released when the body ends.
+    admitted: Concurrency | None = None
+
+    @property
+    def is_async(self) -> bool:
+        return self.job_cls.is_async()
+
+
+def begin(job: ClaimedJob, settings: Settings) -> Prepared | JobResult:
+    """Everything before the job's body; a ``JobResult`` when it must not run (discarded).
+    Never raises. The worker's seam: a ``Prepared`` whose ``is_async`` goes to the pool's
+    event loop (``run_async``), any other to ``run_sync`` on the executor thread."""
+    try:
+        return _begin(job, settings)
+    except BaseException as exc:
+        return internal_error_result(job, exc)
+
+
+def _begin(job: ClaimedJob, settings: Settings) -> Prepared | JobResult:
     started = utcnow()
     t0 = time.perf_counter()
     params = job.serialized_params
-    job_class = job.job_class or (params or {}).get("job_class")
+    job_class = job.job_class or (params.get("job_class") if isinstance(params, dict) else None)
     try:
+        if isinstance(params, UnreadableJSON):
+            raise DeserializationError(
+                f"serialized_params of job {job.id} cannot be read: {params.reason}"
+            )
         if not isinstance(params, dict) or not isinstance(params.get("arguments", []), list):
             raise DeserializationError(
                 f"serialized_params of job {job.id} is not an Active Job payload: {params!r:.200}"
             )
         job_cls = lookup(job_class or "", import_under=_importable(settings))
         args, kwargs = deserialize_arguments(params.get("arguments") or [])
+        if args and any(type(a) is GlobalID for a in args):
+            args = locate_arguments(args)  # a batch callback's batch
     except (UnknownJobClassError, DeserializationError) as exc:
         error = f"{type(exc).__name__}: {exc}"
-        log.error("job %s (%s) on %s discarded: %s", job.id, job_class, job.queue_name, error)
+        # One log line for it: _finish_events says "discarded" with the error.
         result = _discard(job, started, error, settings)
         _finish_events(job, job_class, result, time.perf_counter() - t0)
         return result
@@ -232,6 +301,15 @@ def _perform(job: ClaimedJob, settings: Settings) -> JobResult:
     instance.job_id = str(params.get("job_id") or job.active_job_id)
     instance.provider_job_id = str(job.id)
     instance.executions = int(params.get("executions") or 0) + 1
+    config = job_cls._concurrency
+    if config is not None:  # the only test other jobs pay
+        # The perform seam: admitted under the key's limits until the body ends (run_sync /
+        # run_async release it), or refused and retried as GoodJob retries it.
+        refusal = features.admit_perform(job, config)
+        if refusal is not None:
+            result = _refused(job, job_cls, instance, params, refusal, started)
+            _finish_events(job, job_class, result, time.perf_counter() - t0)
+            return result
     if events.has_subscribers("perform_start"):
         events.emit(
             "perform_start",
@@ -240,30 +318,131 @@ def _perform(job: ClaimedJob, settings: Settings) -> JobResult:
             queue_name=job.queue_name,
             executions=instance.executions,
         )
-    _current.running = True
+    return Prepared(
+        job,
+        job_cls,
+        job_class,
+        instance,
+        params,
+        tuple(args),
+        dict(kwargs),
+        started,
+        t0,
+        settings,
+        config,
+    )
+
+
+def run_sync(p: Prepared) -> JobResult:
+    """The body of a prepared sync job on this thread, to its result. Never raises."""
     try:
-        with time_limit(job_cls._timeout_seconds):
-            instance.run_callbacks_and_perform(args, kwargs)
-    except BaseException as exc:  # job code's sys.exit()/KeyboardInterrupt fail the attempt too
-        result = _failed(job, job_cls, instance, params, exc, started, settings)
-    else:
-        took = time.perf_counter() - t0
-        result = JobResult(
-            id=job.id,
-            started_at=started,
-            # One clock reading per job: the end is the start plus the measured duration.
-            ended_at=started + dt.timedelta(seconds=took),
-            finished=True,
-            preserve=should_preserve(settings, job, "succeeded", None),
-            had_executions=job.executions_count > 1,
-        )
-        _current.running = False
-        _finish_events(job, job_class, result, took)
+        _current.running = True
+        try:
+            with time_limit(p.job_cls._timeout_seconds):
+                p.instance.run_callbacks_and_perform(p.args, p.kwargs)
+        except BaseException as exc:  # job code's sys.exit()/KeyboardInterrupt fail it too
+            result = _failed(p.job, p.job_cls, p.instance, p.params, exc, p.started, p.settings)
+        else:
+            result = _succeeded(p)
+        finally:
+            _current.running = False
+            _end_admission(p)
+        _finish_events(p.job, p.job_class, result, time.perf_counter() - p.t0)
         return result
-    finally:
-        _current.running = False
-    _finish_events(job, job_class, result, time.perf_counter() - t0)
-    return result
+    except BaseException as exc:
+        return internal_error_result(p.job, exc)
+
+
+async def run_async(p: Prepared) -> JobResult:
+    """The body of a prepared ``async def`` job on the running loop, to its result. Never
+    raises: a cancellation that is not the job's own timeout (the worker shutting down past
+    ``shutdown_timeout``) is recorded as an interrupted attempt, and the job runs again."""
+    from goodjob_mp.async_jobs import time_limit_async
+
+    try:
+        try:
+            async with time_limit_async(p.job_cls._timeout_seconds):
+                await p.instance.run_callbacks_and_perform_async(p.args, p.kwargs)
+        except asyncio.CancelledError:
+            result = interrupted_result(p.job, p.started, p.settings)
+        except BaseException as exc:
+            result = _failed(p.job, p.job_cls, p.instance, p.params, exc, p.started, p.settings)
+        else:
+            result = _succeeded(p)
+        finally:
+            _end_admission(p)
+        _finish_events(p.job, p.job_class, result, time.perf_counter() - p.t0)
+        return result
+    except BaseException as exc:
+        return internal_error_result(p.job, exc)
+
+
+def _end_admission(p: Prepared) -> None:
+    if p.admitted is not None:
+        features.end_perform(p.job, p.admitted)
+
+
+def _refused(
+    job: ClaimedJob,
+    job_cls: type[Job],
+    instance: Job,
+    params: dict[str, Any],
+    refusal: str,
+    started: dt.datetime,
+) -> JobResult:
+    """Over a perform limit or throttle: GoodJob's before_perform raises ConcurrencyExceededError
+    (or ThrottleExceededError), and its ``retry_on ..., attempts: Float::INFINITE, wait:
+    :polynomially_longer`` retries the job; no job code has run. The backtrace is empty, as
+    GoodJob suppresses it."""
+    counts = dict(params.get("exception_executions") or {})
+    refusals = int(counts.get(concurrency_policy.RETRY_KEY, 0)) + 1
+    counts[concurrency_policy.RETRY_KEY] = refusals
+    assert job_cls._concurrency is not None
+    wait = job_cls._concurrency.retry_seconds(refusals)
+    error = concurrency_policy.refusal_error(refusal)
+    return _retry(job, params, instance, counts, error, [], wait, RETRIED, started)
+
+
+def _succeeded(p: Prepared) -> JobResult:
+    return JobResult(
+        id=p.job.id,
+        started_at=p.started,
+        # One clock reading per job: the end is the start plus the measured duration.
+        ended_at=p.started + dt.timedelta(seconds=time.perf_counter() - p.t0),
+        finished=True,
+        preserve=should_preserve(p.settings, p.job, "succeeded", None),
+        had_executions=p.job.executions_count > 1,
+    )
+
+
+def interrupted_result(job: ClaimedJob, started: dt.datetime, settings: Settings) -> JobResult:
+    """A running attempt this process cut off itself (a coroutine cancelled at shutdown):
+    recorded as ``InterruptedError`` (event 0) and due again at once, as a killed process's
+    attempt is on its next claim; discarded as poison after ``max_interrupts``."""
+    log.warning("job %s %s interrupted: cancelled at shutdown", job.id, job.job_class)
+    if events.has_subscribers("interrupt"):
+        events.emit(
+            "interrupt",
+            job_id=job.id,
+            job_class=job.job_class,
+            queue_name=job.queue_name,
+            interrupts=job.interrupts + 1,
+        )
+    if job.interrupts + 1 >= settings.max_interrupts:
+        return discard_poison(job, settings)
+    now = utcnow()
+    return JobResult(
+        id=job.id,
+        started_at=started,
+        ended_at=now,
+        finished=False,
+        retry_at=now,
+        error=interrupted_message(started),
+        error_event=INTERRUPTED,
+        had_executions=True,
+        outcome="interrupted",
+        queue_name=job.queue_name,
+    )
 
 
 def _failed(
@@ -394,6 +573,11 @@ def _finish_events(job: ClaimedJob, job_class: str | None, result: JobResult, to
             log.info(
                 "job %s %s queue=%s succeeded in %.3fs", job.id, job_class, job.queue_name, took
             )
+    elif result.error in concurrency_policy.REFUSAL_ERRORS:
+        # Expected under a limit: the job waits its turn; not a failure.
+        log.info(
+            "job %s %s queue=%s not run now: %s", job.id, job_class, job.queue_name, result.error
+        )
     else:
         log.warning(
             "job %s %s queue=%s %s in %.3fs: %s",

@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import importlib
+import inspect
 import logging
 import math
 import sys
@@ -394,6 +395,21 @@ def _check_timeout(value: Any, owner: str) -> float | None:
     return float(value)
 
 
+def _check_concurrency(value: Any, owner: str) -> Any:
+    if value is None:
+        return None
+    from goodjob_mp.features import concurrency_io
+    from goodjob_mp.features.concurrency import Concurrency
+
+    if not isinstance(value, Concurrency):
+        raise JobDefinitionError(
+            f"{owner}.concurrency = {value!r} is invalid; use gj.Concurrency(perform_limit=..., "
+            "key=...) or None"
+        )
+    concurrency_io.install()
+    return value
+
+
 # --- the Job class ----------------------------------------------------------------------------
 
 
@@ -409,6 +425,8 @@ class Job:
     discard_on: ClassVar[Sequence[Any]] = ()
     # Seconds (or a timedelta) after which JobTimeoutError is raised in the job; None: no limit.
     timeout: ClassVar[float | dt.timedelta | None] = None
+    # gj.Concurrency(...): limits and throttles per concurrency key (docs/concurrency.md).
+    concurrency: ClassVar[Any] = None
 
     # Filled in for the instance that performs a job.
     job_id: str | None = None
@@ -422,6 +440,7 @@ class Job:
         cls._discard_types = _as_discard_types(cls.discard_on, cls.__qualname__)
         cls._rescues = _rescue_handlers(cls)
         cls._timeout_seconds = _check_timeout(cls.timeout, cls.__qualname__)
+        cls._concurrency = _check_concurrency(cls.concurrency, cls.__qualname__)
         if "job_class_name" not in cls.__dict__ or cls.__dict__["job_class_name"] is None:
             cls.job_class_name = f"{_import_name(cls.__module__)}.{cls.__qualname__}"
         register(cls.job_class_name or cls.__qualname__, cls)
@@ -430,9 +449,17 @@ class Job:
     _discard_types: ClassVar[tuple[type[BaseException], ...]] = ()
     _rescues: ClassVar[tuple[tuple[tuple[type[BaseException], ...], str], ...]] = ()
     _timeout_seconds: ClassVar[float | None] = None
+    _concurrency: ClassVar[Any] = None  # the checked Concurrency, or None (most jobs)
 
     def perform(self, *args: Any, **kwargs: Any) -> Any:
         raise NotImplementedError(f"{type(self).__name__}.perform is not defined")
+
+    @property
+    def batch(self) -> Any:
+        """While performing: the ``Batch`` this job belongs to, or None (GoodJob's ``batch``)."""
+        from goodjob_mp.features.batches import batch_of_job
+
+        return batch_of_job(self.provider_job_id)
 
     # --- perform callbacks (Active Job's before/around/after_perform) --------------------------
     # Override them; call super() to keep a base class's. ``self.arguments`` holds the call.
@@ -454,6 +481,24 @@ class Job:
         result = self.around_perform(lambda: self.perform(*args, **kwargs))
         self.after_perform()
         return result
+
+    async def run_callbacks_and_perform_async(
+        self, args: Sequence[Any], kwargs: Mapping[str, Any]
+    ) -> Any:
+        """The same callbacks for an ``async def perform``; ``around_perform`` may be sync
+        (return ``perform()``) or ``async def`` (``return await perform()``)."""
+        self.arguments = (tuple(args), dict(kwargs))
+        self.before_perform()
+        result = self.around_perform(lambda: self.perform(*args, **kwargs))
+        if inspect.isawaitable(result):
+            result = await result
+        self.after_perform()
+        return result
+
+    @classmethod
+    def is_async(cls) -> bool:
+        """True for ``async def perform``: the worker runs it on its pool's event loop."""
+        return inspect.iscoroutinefunction(cls.perform)
 
     def rescue_with_handler(self, error: BaseException) -> bool:
         """Run the ``rescue_from`` handler for ``error``; False when there is none."""
@@ -500,6 +545,10 @@ class Job:
 
         instance = cls()
         instance.executions = 1
+        if cls.is_async():
+            from goodjob_mp.async_jobs import perform_now_async, run_blocking
+
+            return run_blocking(perform_now_async(instance, args, kwargs))
         try:
             with time_limit(cls._timeout_seconds):
                 return instance.run_callbacks_and_perform(args, kwargs)
@@ -524,6 +573,7 @@ class _DecoratorOptions:
     retry_on: Sequence[Any] = field(default_factory=tuple)
     discard_on: Sequence[Any] = field(default_factory=tuple)
     timeout: float | dt.timedelta | None = None
+    concurrency: Any = None
 
 
 class TypedConfiguredJob(Generic[P, R]):
@@ -570,6 +620,20 @@ class JobFunction(Generic[P, R]):
         return self.job_class.job_class_name  # type: ignore[return-value]
 
 
+def _perform(func: Callable[..., Any]) -> Callable[..., Any]:
+    def perform(self: Job, *args: Any, **kwargs: Any) -> Any:
+        return func(*args, **kwargs)
+
+    return perform
+
+
+def _async_perform(func: Callable[..., Any]) -> Callable[..., Any]:
+    async def perform(self: Job, *args: Any, **kwargs: Any) -> Any:
+        return await func(*args, **kwargs)
+
+    return perform
+
+
 @overload
 def job(fn: Callable[P, R], /) -> JobFunction[P, R]: ...
 
@@ -585,6 +649,7 @@ def job(
     retry_on: Sequence[Any] = (),
     discard_on: Sequence[Any] = (),
     timeout: float | dt.timedelta | None = None,
+    concurrency: Any = None,
 ) -> Callable[[Callable[P, R]], JobFunction[P, R]]: ...
 
 
@@ -598,13 +663,15 @@ def job(
     retry_on: Sequence[Any] = (),
     discard_on: Sequence[Any] = (),
     timeout: float | dt.timedelta | None = None,
+    concurrency: Any = None,
 ) -> JobFunction[P, R] | Callable[[Callable[P, R]], JobFunction[P, R]]:
     """Turn a function into a job: ``@job`` or ``@job(queue="mail", priority=-1, ...)``."""
-    opts = _DecoratorOptions(queue, priority, labels, name, retry_on, discard_on, timeout)
+    opts = _DecoratorOptions(
+        queue, priority, labels, name, retry_on, discard_on, timeout, concurrency
+    )
 
     def wrap(func: Callable[P, R]) -> JobFunction[P, R]:
-        def perform(self: Job, *args: Any, **kwargs: Any) -> Any:
-            return func(*args, **kwargs)
+        perform = _async_perform(func) if inspect.iscoroutinefunction(func) else _perform(func)
 
         job_cls = type(
             func.__name__,
@@ -621,6 +688,7 @@ def job(
                 "retry_on": tuple(opts.retry_on),
                 "discard_on": tuple(opts.discard_on),
                 "timeout": opts.timeout,
+                "concurrency": opts.concurrency,
             },
         )
         return JobFunction(func, job_cls)

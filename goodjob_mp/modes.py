@@ -1,8 +1,11 @@
 """Async execution: workers inside the application's own process (e.g. a web process).
 
 ``start_async()`` starts one in-process worker per pool of the queue string; ``shutdown()``
-stops them. Call ``start_async()`` after the fork (gunicorn's ``post_fork``): workers started in
-a parent are not carried into a child. The other modes: ``external`` (enqueue only;
+stops them; ``restart()`` (GoodJob.restart) stops and starts them again, and after a fork starts
+this process's own. Call ``start_async()`` or ``restart()`` after the fork (gunicorn's
+``post_fork``): workers started in a parent are not carried into a child. With
+``execution_mode = "async"`` a web server process starts them at its first enqueue by itself
+(``goodjob_mp.async_autostart``). The other modes: ``external`` (enqueue only;
 ``goodjob-supervisor`` runs the jobs) and ``inline`` (tests; ``goodjob_mp.inline``).
 """
 
@@ -46,3 +49,14 @@ def shutdown(timeout: float | None = None) -> bool:
     _async_workers.clear()
     _async_pid = None
     return done
+
+
+def restart(timeout: float | None = None) -> list[Worker]:
+    """Stop this process's async workers (waiting up to ``timeout`` seconds, default the
+    shutdown timeout, for running jobs) and start new ones; after a fork, start this process's
+    own. Nothing happens (``[]``) unless workers were started before, here or in the parent,
+    or ``execution_mode`` is ``"async"``."""
+    if not _async_workers and current_settings().execution_mode != "async":
+        return []
+    shutdown(timeout)  # after a fork: nothing of ours to stop
+    return start_async()

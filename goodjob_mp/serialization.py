@@ -32,6 +32,10 @@ What is written (and read back):
 - ``active_job_compatible=True`` refuses everything under a ``GoodJobMP::`` tag.
 - Text (values and keys) with a NUL character or a lone surrogate is refused: jsonb cannot
   store it.
+- Containers (lists, dicts, tuples, sets) nested more than ``MAX_NESTING`` (98) deep are
+  refused: with the two levels of Active Job's envelope that is the 100 levels that Ruby's
+  ``JSON.parse`` (how Rails reads jsonb) accepts, and well inside what goodjob_mp's own reader
+  (recursive, like Python's ``json``) can decode in a worker thread.
 - Floats of 1e16 and more are written in positional form (``10000000000000000.0``): jsonb keeps
   a number's text only that way, and would turn ``1e+16`` (even ``1.0e+16``) into an integer.
 - ``IntEnum``/``StrEnum`` (any int or str mixin enum) as their value; they read back as the plain
@@ -67,6 +71,8 @@ __all__ = [
 ]
 
 NAIVE_DATETIME_MODES = ("refuse", "utc", "keep")
+# Containers inside containers that one argument may hold (see the module docstring).
+MAX_NESTING = 98
 DECIMAL_FORMATS = ("big_decimal", "string")
 
 
@@ -245,6 +251,7 @@ def _serialize_slow(
             raise _too_deep_error(arg, index, job_name) from None
     if kwargs:
         trailing: dict[str, Any] = {}
+        _enter(kwargs, seen)  # the trailing hash is a level of its own
         for name, value in kwargs.items():
             try:
                 _check_key(name)
@@ -271,8 +278,10 @@ def _where(root: int | str, steps: list[str]) -> str:
 
 def _refusal_error(refused: _Refused, root: int | str, job_name: str | None) -> SerializationError:
     steps = refused.steps[::-1]
-    where = _where(root, steps)
     path = (f"args[{root}]" if isinstance(root, int) else f"kwargs[{root!r}]") + "".join(steps)
+    if len(steps) > 12:  # the message names a deep value's path by its two ends
+        steps = [*steps[:6], f"...({len(steps) - 9} more)...", *steps[-3:]]
+    where = _where(root, steps)
     type_name = type(refused.value).__name__
     if refused.subject:
         subject = f"{refused.subject} {refused.value!r} of type {type_name!r} in {where}"
@@ -363,6 +372,12 @@ def _write_float(value: float) -> float:
 def _enter(container: Any, seen: set[int]) -> None:
     if id(container) in seen:
         raise _Refused(container, "it contains itself; JSON cannot carry a cycle")
+    if len(seen) >= MAX_NESTING:  # ``seen`` holds the containers being written: the depth
+        raise _Refused(
+            container,
+            f"it is nested more than {MAX_NESTING} containers deep, more than Rails (Ruby's "
+            "JSON.parse) reads back; flatten it, or store it elsewhere and pass its id",
+        )
     seen.add(id(container))
 
 
@@ -695,6 +710,14 @@ def deserialize_arguments(arguments: list[Any]) -> tuple[list[Any], dict[str, An
             path = f"arguments[{index}]" + "".join(unreadable.steps[::-1])
             raise DeserializationError(
                 f"cannot read {path}: {unreadable.reason}", path=path
+            ) from None
+        except RecursionError:
+            # The reader recurses once per level: a value that json.loads could still decode
+            # may be too deep for it (the writer refuses such values, see _too_deep_error).
+            path = f"arguments[{index}]"
+            raise DeserializationError(
+                f"cannot read {path}: it is nested deeper than Python's recursion limit",
+                path=path,
             ) from None
     return args, kwargs
 

@@ -1,9 +1,11 @@
-"""Screenshots of the dashboard for docs/ (jobs, one job, cron, processes, performance).
+"""Screenshots of the dashboard for docs/ (jobs, one job, cron, processes, performance, batches,
+one batch, pauses).
 
     python3 scripts/dashboard_screenshots.py [--out docs]
 
 Makes its own database on the server (GOOD_JOB_TEST_SERVER_URL, else 127.0.0.1:5432), fills it
-with a plausible mix of jobs, executions from the last hour and one supervisor's process row,
+with a plausible mix of jobs, executions from the last hour, one supervisor's process row, three
+batches (made with gj.Batch) and two pauses,
 serves the dashboard with uvicorn on a free loopback port and photographs each page with
 Debian's headless Chromium (Selenium + /usr/bin/chromedriver). Drops the database afterwards.
 """
@@ -108,6 +110,41 @@ def fill(conn: psycopg.Connection, now: dt.datetime) -> uuid.UUID:
     return discarded
 
 
+def fill_batches(conn: psycopg.Connection) -> uuid.UUID:
+    """Three batches: one done (its callback run), one under way, one with a discarded job."""
+    import goodjob_mp as gj
+    from goodjob_mp.features.batches import continue_discard_or_finish
+
+    finish = "UPDATE good_jobs SET finished_at = now() AT TIME ZONE 'UTC', error = %s WHERE id = %s"
+    made = []
+    for description, jobs, done, discarded in (
+        ("Nightly invoices 2026-12-02", 6, 6, 0),
+        ("CSV import: customers.csv", 10, 4, 0),
+        ("Thumbnail backfill", 4, 4, 1),
+    ):
+        batch = gj.Batch(
+            on_finish="Reports::BatchFinishedJob",
+            on_discard=cron_tick,
+            callback_queue_name="default",
+            description=description,
+            properties={"requested_by": "ops@example.com"},
+        )
+        with gj.using_connection(conn), batch:
+            ids = [cron_tick.perform_later().id for _ in range(jobs)]
+        for n, job_id in enumerate(ids[:done]):
+            conn.execute(finish, ("GoneError: image 7 is gone" if n < discarded else None, job_id))
+            with conn.transaction():
+                continue_discard_or_finish(conn, batch.id, discarded=n < discarded)
+        made.append(batch.id)
+    conn.execute("UPDATE good_jobs SET finished_at = now() AT TIME ZONE 'UTC'"
+                 " WHERE batch_callback_id = %s", (made[0],))  # fmt: skip
+    with conn.transaction():
+        continue_discard_or_finish(conn, made[0])
+    gj.pause(queue="reports", connection=conn)
+    gj.pause(label="vip", connection=conn)
+    return made[0]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", default=str(ROOT / "docs"), help="Folder for the PNG files.")
@@ -128,6 +165,7 @@ def main() -> int:
         with psycopg.connect(url, autocommit=True, options="-c timezone=UTC") as conn:
             migrate(conn)
             discarded = fill(conn, utcnow())
+            batch = fill_batches(conn)
         entries = parse_entries(
             {
                 "nightly_report": {
@@ -169,6 +207,9 @@ def main() -> int:
                 ("cron", "/cron"),
                 ("processes", "/processes"),
                 ("performance", "/performance"),
+                ("batches", "/batches"),
+                ("batch", f"/batches/{batch}"),
+                ("pauses", "/pauses"),
             ):
                 driver.get(f"http://127.0.0.1:{port}{path}")
                 target = Path(args.out) / f"dashboard-{name}.png"

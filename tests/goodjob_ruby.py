@@ -129,6 +129,25 @@ class GoodJobRuby:
             raise AssertionError(f"ruby {script} {' '.join(args)} failed:\n{done.stderr[-4000:]}")
         return done.stdout
 
+    def start(self, script: str, *args: str, **env: str) -> subprocess.Popen:
+        """Start a script in the background (to overlap Rails boots); ``finish`` collects it."""
+        return subprocess.Popen(
+            ["ruby", script, *args],
+            cwd=RUBY_DIR,
+            env=self.env(**env),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+
+    @staticmethod
+    def finish(proc: subprocess.Popen, timeout: float = 120) -> str:
+        """Wait for a ``start``ed script; its stdout. A failure raises with Ruby's stderr."""
+        out, err = proc.communicate(timeout=timeout)
+        if proc.returncode != 0:
+            raise AssertionError(f"{' '.join(map(str, proc.args))} failed:\n{err[-4000:]}")
+        return out
+
     def start_cli(self, *args: str, log: Path | None = None, **env: str) -> subprocess.Popen:
         """Start ``good_job start ARGS`` (GoodJob's own CLI) in the background."""
         out = open(log, "ab") if log is not None else subprocess.DEVNULL  # noqa: SIM115

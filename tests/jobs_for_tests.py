@@ -42,6 +42,20 @@ def sleepy(tag: str, seconds: float) -> None:
     record("finished", tag)
 
 
+@gj.job(queue="default")
+def gated(tag: str) -> None:
+    """Runs until the test calls ``open_gate(tag)``: long enough for whatever it checks."""
+    record("started", tag)
+    gate = Path(os.environ[RECORD_DIR_ENV]) / f"gate-{tag}"
+    while not gate.exists():
+        time.sleep(0.02)
+    record("finished", tag)
+
+
+def open_gate(folder: Path, tag: str) -> None:
+    (folder / f"gate-{tag}").touch()
+
+
 class TransientError(Exception):
     pass
 
@@ -71,3 +85,46 @@ class Discarder(gj.Job):
 class Boom(gj.Job):
     def perform(self) -> None:
         raise RuntimeError("boom")
+
+
+# --- async def jobs (docs/asyncio.md) -----------------------------------------------------------
+
+
+@gj.job(queue="default")
+async def async_noop() -> None:
+    pass
+
+
+@gj.job(queue="default")
+async def async_remember(tag: str) -> None:
+    import asyncio
+
+    await asyncio.sleep(0)
+    record("remember", f"async:{tag}")
+
+
+class AsyncGate(gj.Job):
+    """Records its start, then waits (without blocking the loop) for ``<record dir>/open``."""
+
+    queue_name = "default"
+
+    async def perform(self, tag: str, seconds: float = 60.0) -> None:
+        import asyncio
+
+        record("started", tag)
+        gate = Path(os.environ[RECORD_DIR_ENV]) / "open"
+        deadline = time.monotonic() + seconds
+        try:
+            while not gate.exists() and time.monotonic() < deadline:
+                await asyncio.sleep(0.02)
+        except asyncio.CancelledError:
+            record("cancelled", tag)
+            raise
+        record("finished", tag)
+
+
+@gj.job(queue="default")
+def fan_out(count: int) -> None:
+    """Enqueues ``count`` noop jobs from inside a worker (metrics count those enqueues)."""
+    for _ in range(count):
+        noop.perform_later()

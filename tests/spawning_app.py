@@ -1,4 +1,4 @@
-"""A test --app whose jobs start subprocesses (``sleep 1000``) and record their pids."""
+"""A test --app whose jobs start subprocesses (``sleep 1000``) and record ``<tag> <pid>``."""
 
 from __future__ import annotations
 
@@ -12,6 +12,6 @@ from tests.jobs_for_tests import record
 @gj.job(queue="default")
 def spawn_sleeper(tag: str, wait: bool) -> None:
     proc = subprocess.Popen(["sleep", "1000"])
-    record("sleeper", str(proc.pid))
+    record("sleeper", f"{tag} {proc.pid}")
     if wait:
         proc.wait()

@@ -1,6 +1,7 @@
 """The dashboard in a real headless Chromium (Debian's ``chromium`` + ``chromium-driver``, driven
 by Selenium; nothing is downloaded): every page on a database with real jobs, retry a discarded
-job and watch a real worker run it again, toggle a cron entry, a screenshot of the jobs page."""
+job and watch a real worker run it again, toggle a cron entry, pause and unpause a queue, a
+screenshot of the jobs page."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from selenium import webdriver  # noqa: E402
 from selenium.webdriver.chrome.service import Service  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 
+import goodjob_mp as gj  # noqa: E402
 from goodjob_mp.config import load_settings  # noqa: E402
 from goodjob_mp.cron import parse_entries  # noqa: E402
 from goodjob_mp.db import admin  # noqa: E402
@@ -103,6 +105,10 @@ def test_every_page_loads_on_a_database_with_jobs(browser, server, db, tmp_path)
         )
     real = DiscardedOnce.perform_later("from-perform_later")  # written by enqueue, not by SQL
     cron_tick.set(priority=-5, labels=["nightly"]).perform_later()
+    batch = gj.Batch(on_finish=cron_tick, description="nightly", properties={"user_id": 1})
+    with batch:
+        cron_tick.perform_later()
+    gj.pause(queue="reports", connection=db)
     for path, heading in (
         ("/jobs", "Jobs"),
         (f"/jobs/{real.id}", "tests.dashboard_support.DiscardedOnce"),
@@ -111,6 +117,9 @@ def test_every_page_loads_on_a_database_with_jobs(browser, server, db, tmp_path)
         ("/cron", "Cron entries"),
         ("/processes", "Processes"),
         ("/performance", "Performance"),
+        ("/batches", "Batches"),
+        (f"/batches/{batch.id}", "nightly"),
+        ("/pauses", "Pauses"),
     ):
         open_page(browser, server + path)
         assert browser.find_element(By.TAG_NAME, "h1").text.startswith(heading), path
@@ -171,6 +180,20 @@ def test_toggle_a_cron_entry(browser, server, db):
     browser.find_element(By.CSS_SELECTOR, f"{row} button.cron-toggle").click()
     assert wait_for(lambda: "Cron entry enabled." in browser.page_source, timeout=30)
     assert browser.find_element(By.CSS_SELECTOR, f"{row} .badge").text == "enabled"
+
+
+def test_pause_and_unpause_a_queue_from_the_pauses_page(browser, server, db):
+    open_page(browser, server + "/pauses")
+    browser.find_element(By.CSS_SELECTOR, "form.pause-form input[name=name]").send_keys("mail")
+    browser.find_element(By.CSS_SELECTOR, "form.pause-form button.pause").click()
+    assert wait_for(lambda: "Paused." in browser.page_source, timeout=30)
+    row = 'tr[data-pause="queue:mail"]'
+    assert browser.find_elements(By.CSS_SELECTOR, row)
+    assert "mail" in gj.pauses(connection=db).queues
+    browser.find_element(By.CSS_SELECTOR, f"{row} button.unpause").click()
+    assert wait_for(lambda: "Unpaused." in browser.page_source, timeout=30)
+    assert not browser.find_elements(By.CSS_SELECTOR, row)
+    assert "mail" not in gj.pauses(connection=db).queues
 
 
 def _state(db, job_id) -> str | None:

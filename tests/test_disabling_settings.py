@@ -8,7 +8,9 @@ The settings with such a value (docs/settings.md):
 - dead_process_timeout = -1: no process is ever judged dead (here, with a real supervisor);
 - enable_cron = false: a supervisor with cron entries enqueues none of them (here);
 - preserve_job_records = false: finished jobs are deleted, not kept (here);
-- poll_interval = -1 and heartbeat_interval = -1 belong to the worker's loop (helper "claim").
+- poll_interval = -1 belongs to the worker's loop (helper "claim");
+- heartbeat_interval = -1: no heartbeat writes and no spinning, in the worker and the
+  supervisor (tests/test_heartbeat_disabled.py).
 """
 
 from __future__ import annotations

@@ -257,6 +257,7 @@ def test_discard_event(db, recorder):
     assert discard == {
         "job_id": handle.id,
         "job_class": f"{MODULE}.EvDiscardJob",
+        "queue_name": "default",
         "error": f"{MODULE}.EvGoneError: record 5 is gone",
     }
     [finish] = recorder.of("perform_finish")
@@ -294,6 +295,7 @@ def test_interrupt_event_from_the_worker(db, recorder):
     assert interrupt == {
         "job_id": handle.id,
         "job_class": f"{MODULE}.EvOkJob",
+        "queue_name": "ev",
         "interrupts": 1,
     }
     names = recorder.names()
@@ -309,7 +311,12 @@ def test_interrupt_event_inline(db, recorder):
     _simulate_dead_process(db, handle.id)
     gj.perform_inline()
     assert recorder.of("interrupt") == [
-        {"job_id": handle.id, "job_class": f"{MODULE}.EvOkJob", "interrupts": 1}
+        {
+            "job_id": handle.id,
+            "job_class": f"{MODULE}.EvOkJob",
+            "queue_name": "ev",
+            "interrupts": 1,
+        }
     ]
     assert ran == ["ok:interrupted"]
 

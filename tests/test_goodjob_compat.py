@@ -126,7 +126,8 @@ def test_migrate_adopts_tables_created_by_goodjob(database_url):
             count = conn.execute(
                 "SELECT count(*) FROM pg_indexes WHERE tablename LIKE 'good_job%'"
             ).fetchone()[0]
-            assert count == 36  # 27 indexes + 5 primary keys + our 2 claim (0002) + 2 of 0004
+            # 27 indexes + 5 primary keys + ours: 2 (0002), 2 (0004), 2 (0005), 3 (0007)
+            assert count == 41
     finally:
         with psycopg.connect(database_url, autocommit=True) as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
@@ -171,12 +172,15 @@ def test_goodjob_full_index_set_is_opt_in(database_url, opt_in):
         before = conn.execute(
             "SELECT count(*) FROM pg_indexes WHERE tablename LIKE 'good_job%'"
         ).fetchone()[0]
-        assert before == 17  # 5 primary keys + 2 unique + 4 lean + 2 claim (0002) + 4 (0004)
+        # 5 primary keys + 2 unique + 4 lean + 2 claim (0002) + 4 (0004) + 4 (0005) + 1 GoodJob's
+        # (0006) + 3 (0007)
+        assert before == 25
         migrate(conn, goodjob_indexes=opt_in)
         after = conn.execute(
             "SELECT count(*) FROM pg_indexes WHERE tablename LIKE 'good_job%'"
         ).fetchone()[0]
-        assert after == 36  # GoodJob's 27 + 5 primary keys + our 2 of 0002 + 2 of 0004
+        # GoodJob's 27 + 5 primary keys + ours: 2 (0002), 2 (0004), 2 (0005), 3 (0007)
+        assert after == 41
         for (name,) in conn.execute(
             "SELECT indexname FROM pg_indexes WHERE tablename LIKE 'good_job%' AND indexname"
             " NOT LIKE '%%pkey' AND indexname NOT IN ("
@@ -187,7 +191,11 @@ def test_goodjob_full_index_set_is_opt_in(database_url, opt_in):
             "'index_good_jobs_on_job_class_for_dequeue_unlocked',"
             "'index_good_jobs_on_created_at', 'index_good_jobs_on_scheduled_at',"
             "'index_good_jobs_on_performed_at_running',"
+            "'index_good_jobs_on_concurrency_key_running',"
+            "'index_good_jobs_on_concurrency_key_unfinished',"
+            "'index_good_jobs_on_concurrency_key_created_at',"
             "'index_good_job_executions_on_finished_at_brin',"
-            "'index_good_job_executions_on_active_job_id_and_created_at')"
+            "'index_good_job_executions_on_active_job_id_and_created_at',"
+            "'index_good_jobs_on_unfinished_or_errored')"
         ).fetchall():
             conn.execute(f"DROP INDEX {name}")

@@ -351,8 +351,9 @@ def test_a_python_pause_stops_the_ruby_goodjob(
 ) -> None:
     db.execute(
         "CREATE TABLE IF NOT EXISTS coexist_ledger (active_job_id uuid, job_class text,"
-        " arg integer, side text, pid integer, performed_at timestamptz)"
+        " arg integer, side text, pid integer, started_at timestamptz, performed_at timestamptz)"
     )
+    db.execute("ALTER TABLE coexist_ledger ADD COLUMN IF NOT EXISTS started_at timestamptz")
     db.execute("TRUNCATE coexist_ledger")
     gj.pause(queue="held", connection=db)
     gj.pause(job_class="RubyPausableJob", connection=db)
@@ -376,3 +377,37 @@ def test_a_python_pause_stops_the_ruby_goodjob(
     finally:
         cli.terminate()
         cli.wait(60)
+
+
+def test_jobs_buffered_before_a_pause_are_handed_back_not_run(db, records) -> None:
+    """A worker claims ahead of its threads; a pause must stop the jobs it holds unstarted."""
+    worker = Worker(load_settings({"poll_interval": -1.0, "max_threads": 1})).start()
+    try:
+        assert wait_for(lambda: worker.listener_connected)
+        J.remember.perform_later("warm")  # measured fast: the next claim takes a batch
+        assert wait_for(lambda: J.lines(records, "remember") == ["warm"])
+        with gj.bulk() as batch:
+            J.sleepy.perform_later("blocker", 2.0)
+            for tag in ("b1", "b2", "b3"):
+                J.remember.perform_later(tag)
+        assert wait_for(lambda: J.lines(records, "started") == ["blocker"])
+        assert wait_for(lambda: worker.buffered == 3), worker.buffered
+        gj.pause(queue="default")
+        ids = [h.id for h in batch.jobs[1:]]
+        unlocked = (
+            "SELECT count(*) FROM good_jobs WHERE id = ANY(%s) AND locked_by_id IS NULL"
+            " AND finished_at IS NULL"
+        )
+        assert wait_for(lambda: db.execute(unlocked, (ids,)).fetchone()[0] == 3)
+        assert worker.buffered == 0
+        assert wait_for(lambda: J.lines(records, "finished") == ["blocker"])
+        time.sleep(0.3)
+        assert J.lines(records, "remember") == ["warm"]
+        rows = db.execute(
+            "SELECT performed_at, executions_count FROM good_jobs WHERE id = ANY(%s)", (ids,)
+        ).fetchall()
+        assert rows == [(None, 0)] * 3  # back as if never claimed
+        gj.unpause(queue="default")
+        assert wait_for(lambda: sorted(J.lines(records, "remember")) == ["b1", "b2", "b3", "warm"])
+    finally:
+        assert worker.shutdown(10)

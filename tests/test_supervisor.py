@@ -15,6 +15,7 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 import psutil
 import psycopg
@@ -135,6 +136,23 @@ def test_hup_restarts_pools_one_at_a_time_without_losing_or_repeating_jobs(start
     assert sup.wait_exit() == 0
 
 
+WAITING_FOR_THE_REGISTRY = """
+SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation
+WHERE NOT l.granted AND c.relname = 'good_job_processes' AND l.pid <> pg_backend_pid()
+"""
+
+
+def _signal_pending(pid: int, signum: int) -> bool:
+    """Whether ``signum`` is pending (sent, not yet delivered) for process ``pid``."""
+    fields = dict(
+        line.split(":", 1)
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines()
+        if ":" in line
+    )
+    bit = 1 << (signum - 1)
+    return any(int(fields[name].strip(), 16) & bit for name in ("SigPnd", "ShdPnd"))
+
+
 def test_term_during_start_up_stops_before_any_job_is_claimed(start, records, db):
     J.remember.perform_later("never")
     # Hold the registry table so the supervisor is stuck starting, then TERM it there.
@@ -142,10 +160,15 @@ def test_term_during_start_up_stops_before_any_job_is_claimed(start, records, db
     blocker.execute("LOCK TABLE good_job_processes IN ACCESS EXCLUSIVE MODE")
     try:
         sup = start("--queues=*:1")
-        time.sleep(1.5)  # imported, signal handlers installed, waiting for the lock
+        # Waiting for the lock means registering (Arbiter.start), which comes after the signal
+        # handlers are installed: from here TERM is the supervisor's to handle.
+        assert wait_for(lambda: db.execute(WAITING_FOR_THE_REGISTRY).fetchone()[0] == 1, 30), (
+            sup.output()
+        )
         assert sup.proc.poll() is None
         sup.signal(signal.SIGTERM)
-        time.sleep(0.3)
+        # Delivered while it still waits (the lock is held until the finally below).
+        assert wait_for(lambda: not _signal_pending(sup.pid, signal.SIGTERM), 30)
     finally:
         blocker.rollback()
         blocker.close()
@@ -154,6 +177,29 @@ def test_term_during_start_up_stops_before_any_job_is_claimed(start, records, db
     assert J.lines(records, "remember") == []
     locked = db.execute("SELECT count(*) FROM good_jobs WHERE locked_by_id IS NOT NULL")
     assert locked.fetchone()[0] == 0
+
+
+def test_term_while_a_child_is_starting_stops_it_before_any_job_is_claimed(
+    start, records, db, tmp_path
+):
+    gate, mark = tmp_path / "gate", tmp_path / "booting"
+    gate.touch()
+    J.remember.perform_later("never")
+    env = {"GJ_TEST_BOOT_GATE": str(gate), "GJ_TEST_BOOT_MARK": str(mark)}
+    sup = start("--queues=*:1", "--app=tests.slow_boot_app", env=env)
+    # The child says when it is stuck importing the app, and when the TERM has reached it.
+    assert wait_for(lambda: J.lines(tmp_path, "booting")[:1], 30), sup.output()
+    sup.signal(signal.SIGTERM)
+    assert wait_for(lambda: "term" in J.lines(tmp_path, "booting"), 30), sup.output()
+    os.unlink(gate)  # the import finishes; the child leaves before it starts its worker
+    assert sup.wait_exit() == 0
+    assert "pool(s) are up" not in sup.output()
+    assert J.lines(records, "remember") == []
+    assert (
+        db.execute("SELECT count(*) FROM good_jobs WHERE locked_by_id IS NOT NULL").fetchone()[0]
+        == 0
+    )
+    assert "restarting pool" not in sup.output()
 
 
 def test_a_flood_of_signals_is_survived(start, records, db):

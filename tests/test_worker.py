@@ -120,10 +120,14 @@ def test_worker_refuses_old_schema(database_url):
     with psycopg.connect(database_url, autocommit=True) as conn:
         versions = [r[0] for r in conn.execute("SELECT version FROM goodjob_mp_schema_migrations")]
         conn.execute("DELETE FROM goodjob_mp_schema_migrations")
+        # An old schema: one that lacks a column (a schema with every column and no recorded
+        # versions is adopted, see tests/test_goodjob_schema.py).
+        conn.execute("ALTER TABLE good_jobs RENAME COLUMN lock_type TO lock_type_away")
         try:
             with pytest.raises(SchemaOutdatedError, match="goodjob-supervisor migrate"):
                 Worker(load_settings({})).start()
         finally:
+            conn.execute("ALTER TABLE good_jobs RENAME COLUMN lock_type_away TO lock_type")
             for version in versions:
                 conn.execute(
                     "INSERT INTO goodjob_mp_schema_migrations (version) VALUES (%s)", (version,)

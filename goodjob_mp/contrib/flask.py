@@ -84,7 +84,8 @@ class GoodJob:
         from werkzeug.middleware.dispatcher import DispatcherMiddleware
 
         dashboard = lifecycle.create_dashboard(**options)
-        app.wsgi_app = DispatcherMiddleware(app.wsgi_app, {path: ASGIMiddleware(dashboard)})
+        mounts: dict[str, Any] = {path: ASGIMiddleware(dashboard)}
+        app.wsgi_app = DispatcherMiddleware(app.wsgi_app, mounts)
         self.dashboards.append(dashboard)
         return dashboard
 

@@ -352,7 +352,8 @@ def state_counts(
             query = f"SELECT count(*) FROM (SELECT 1 FROM good_jobs WHERE {where} LIMIT %(cap)s) s"
             try:
                 with conn.transaction():
-                    n = conn.execute(query, params).fetchone()[0]
+                    row = conn.execute(query, params).fetchone()
+                n = row[0] if row else 0
             except psycopg.errors.QueryCanceled:
                 counts[state] = Count(None)
                 continue

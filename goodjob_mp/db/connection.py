@@ -20,6 +20,7 @@ from typing import Any
 import psycopg
 
 from goodjob_mp.config import ConfigError, current_settings, database_url_problem
+from goodjob_mp.db.jsonb import use_safe_loads
 
 log = logging.getLogger("goodjob_mp.db")
 
@@ -120,13 +121,16 @@ def connect(url: str | None = None, *, autocommit: bool = True) -> psycopg.Conne
     """A new connection with our session settings; a failure names the database and the fix."""
     url = url or database_url()
     try:
-        return psycopg.connect(session_conninfo(url), autocommit=autocommit)
+        conn = psycopg.connect(session_conninfo(url), autocommit=autocommit)
     except psycopg.OperationalError as exc:
         reason = " ".join(str(exc).split())
         raise DatabaseUnavailableError(
             f"cannot connect to the database ({redact(url)}): {reason}; check that PostgreSQL "
             "is running and GOOD_JOB_DATABASE_URL / DATABASE_URL is right"
         ) from exc
+    # A jsonb value too deep to decode must not fail a whole fetch (see goodjob_mp.db.jsonb).
+    use_safe_loads(conn)
+    return conn
 
 
 def session_conninfo(url: str) -> str:
@@ -156,9 +160,9 @@ def thread_connection() -> psycopg.Connection:
     if conn is None or _local.pid != os.getpid() or conn.closed or conn.broken:
         if conn is not None and _local.pid == os.getpid():
             conn.close()
-        _local.conn = connect()
+        conn = _local.conn = connect()
         _local.pid = os.getpid()
-    return _local.conn
+    return conn
 
 
 def close_thread_connection() -> None:

@@ -53,6 +53,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import psutil
 import psycopg
@@ -419,7 +420,7 @@ def _server_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith("PG")}
 
 
-def _as_account(account: _Account) -> dict[str, object]:
+def _as_account(account: _Account) -> dict[str, Any]:
     if account.is_us:
         return {}
     return {"user": account.uid, "group": account.gid, "extra_groups": list(account.groups)}

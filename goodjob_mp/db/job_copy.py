@@ -29,22 +29,26 @@ from goodjob_mp.db.job_store import (
 
 COPY_JOBS = f"COPY good_jobs ({', '.join(INSERT_COLUMNS)}) FROM STDIN (FORMAT BINARY)"
 
-# Types of job_store.INSERT_COLUMNS, in order, for binary COPY.
-COPY_TYPES = (
-    "uuid",
-    "uuid",
-    "text",
-    "text",
-    "int4",
-    "jsonb",
-    "timestamp",
-    "timestamp",
-    "timestamp",
-    "text[]",
-    "text",
-    "timestamp",
-    "uuid",
-)
+# Binary COPY needs each column's type; by name, so a column added to INSERT_COLUMNS without
+# one here fails at import, not as a garbled COPY.
+_COLUMN_TYPES = {
+    "id": "uuid",
+    "active_job_id": "uuid",
+    "job_class": "text",
+    "queue_name": "text",
+    "priority": "int4",
+    "serialized_params": "jsonb",
+    "scheduled_at": "timestamp",
+    "created_at": "timestamp",
+    "updated_at": "timestamp",
+    "labels": "text[]",
+    "cron_key": "text",
+    "cron_at": "timestamp",
+    "batch_id": "uuid",
+    "batch_callback_id": "uuid",
+    "concurrency_key": "text",
+}
+COPY_TYPES = tuple(_COLUMN_TYPES[column] for column in INSERT_COLUMNS)
 
 
 class _JsonbTextBinaryDumper(Dumper):

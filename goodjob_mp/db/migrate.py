@@ -3,12 +3,20 @@
 Owns ``goodjob_mp_schema_migrations`` (which versions ran) and the files in ``migrations/``.
 All pending files run in one transaction under an advisory lock, so two deploys that migrate at
 once serialise instead of racing; running it again is a no-op. Tables that GoodJob's own Rails
-migrations created are adopted: every statement is ``IF NOT EXISTS``.
+migrations created are adopted: every statement is ``IF NOT EXISTS``, and every index that GoodJob
+also has carries GoodJob's name and definition, so ``migrate`` adds only what GoodJob lacks.
+
+Workers refuse a schema that lacks a table, column or unique index they need. A pending migration
+that only builds plain indexes does not stop them (it makes queries faster, not possible), nor does
+a pending one whose tables, columns and unique indexes are all there already. So a schema that
+GoodJob's own migrations made is usable at once, before ``goodjob-supervisor migrate`` has run:
+a warning names what migrate would still add.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 from importlib import resources
 
 import psycopg
@@ -45,7 +53,7 @@ def schema_missing_error(exc: BaseException) -> SchemaOutdatedError:
 def available_migrations() -> list[tuple[str, str]]:
     """(version, sql) for every migration file, in order. Version = the file name's stem."""
     folder = resources.files("goodjob_mp.db") / "migrations"
-    files = sorted(f for f in folder.iterdir() if f.name.endswith(".sql"))
+    files = sorted((f for f in folder.iterdir() if f.name.endswith(".sql")), key=lambda f: f.name)
     return [(f.name.removesuffix(".sql"), f.read_text()) for f in files]
 
 
@@ -63,7 +71,8 @@ def migrate(conn: psycopg.Connection, *, goodjob_indexes: bool = False) -> list[
     """Apply pending migrations in one transaction; return the versions applied."""
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATE_LOCK_KEY,))
-        adopted = conn.execute(TABLE_EXISTS, ("good_jobs",)).fetchone()[0]
+        found = conn.execute(TABLE_EXISTS, ("good_jobs",)).fetchone()
+        adopted = bool(found and found[0])
         conn.execute(CREATE_MIGRATIONS_TABLE)
         applied = {row[0] for row in conn.execute(APPLIED_VERSIONS)}
         log.debug("migrate: versions already applied: %s", ", ".join(sorted(applied)) or "none")
@@ -83,11 +92,104 @@ def migrate(conn: psycopg.Connection, *, goodjob_indexes: bool = False) -> list[
     return done
 
 
-def ensure_current(conn: psycopg.Connection) -> None:
-    """Refuse to work on a schema that is behind, naming the command that fixes it."""
+# --- what a pending migration means for a worker -------------------------------------------------
+
+_COMMENT = re.compile(r"--[^\n]*")
+_PLAIN_INDEX = re.compile(r"CREATE\s+INDEX\s+IF\s+NOT\s+EXISTS\s+\w+\s+ON\s", re.IGNORECASE)
+_UNIQUE_INDEX = re.compile(
+    r"CREATE\s+UNIQUE\s+INDEX\s+IF\s+NOT\s+EXISTS\s+(\w+)\s+ON\s", re.IGNORECASE
+)
+_CREATE_TABLE = re.compile(
+    r"CREATE\s+TABLE\s+IF\s+NOT\s+EXISTS\s+(\w+)\s*\((.*)\)$", re.IGNORECASE | re.DOTALL
+)
+_ALTER_TABLE = re.compile(r"ALTER\s+TABLE\s+(\w+)\s+ADD\s+COLUMN\s", re.IGNORECASE)
+_ADD_COLUMN = re.compile(r"ADD\s+COLUMN\s+IF\s+NOT\s+EXISTS\s+(\w+)", re.IGNORECASE)
+
+EXISTING_COLUMNS = """
+SELECT table_name, column_name FROM information_schema.columns
+WHERE table_schema = current_schema() AND table_name = ANY(%s)
+"""
+EXISTING_INDEXES = """
+SELECT indexname FROM pg_indexes WHERE schemaname = current_schema() AND indexname = ANY(%s)
+"""
+
+
+def statements(sql: str) -> list[str]:
+    """A migration file's statements, comments dropped (our files quote no ``--`` or ``;``)."""
+    return [part.strip() for part in _COMMENT.sub("", sql).split(";") if part.strip()]
+
+
+def only_builds_indexes(sql: str) -> bool:
+    """True for a migration made only of plain (not unique) ``CREATE INDEX``: it speeds queries
+    up, and a schema without it works."""
+    return all(_PLAIN_INDEX.match(s) for s in statements(sql))
+
+
+def objects_created(sql: str) -> tuple[dict[str, set[str]], set[str]] | None:
+    """The columns (by table) and unique indexes a migration creates, or None when it does
+    anything else (then only having run it says that its effect is in place)."""
+    columns: dict[str, set[str]] = {}
+    unique: set[str] = set()
+    for statement in statements(sql):
+        if table := _CREATE_TABLE.match(statement):
+            # one column per line, as our files write them
+            names = [line.split()[0] for line in table[2].splitlines() if line.strip()]
+            columns.setdefault(table[1], set()).update(names)
+        elif alter := _ALTER_TABLE.match(statement):
+            columns.setdefault(alter[1], set()).update(_ADD_COLUMN.findall(statement))
+        elif index := _UNIQUE_INDEX.match(statement):
+            unique.add(index[1])
+        elif not _PLAIN_INDEX.match(statement):
+            return None
+    return columns, unique
+
+
+def already_in_place(conn: psycopg.Connection, sql: str) -> bool:
+    """Whether every table, column and unique index the migration creates exists (e.g. made by
+    GoodJob's own Rails migrations), so a worker can run without it having been recorded."""
+    created = objects_created(sql)
+    if created is None:
+        return False
+    columns, unique = created
+    found: dict[str, set[str]] = {}
+    for table, column in conn.execute(EXISTING_COLUMNS, (list(columns),)):
+        found.setdefault(table, set()).add(column)
+    if any(not wanted <= found.get(table, set()) for table, wanted in columns.items()):
+        return False
+    indexes = {row[0] for row in conn.execute(EXISTING_INDEXES, (list(unique),))}
+    return unique <= indexes
+
+
+def blocking_migrations(conn: psycopg.Connection, pending: list[str]) -> list[str]:
+    """The pending migrations without which goodjob_mp cannot work on this schema."""
+    sql_of = dict(available_migrations())
+    return [
+        version
+        for version in pending
+        if not (only_builds_indexes(sql_of[version]) or already_in_place(conn, sql_of[version]))
+    ]
+
+
+_warned: set[tuple[str, ...]] = set()  # inherited across a fork: children do not repeat it
+
+
+def ensure_current(conn: psycopg.Connection) -> list[str]:
+    """Refuse to work on a schema that lacks what goodjob_mp needs, naming the command that fixes
+    it. Returns the pending migrations it can work without (warned about once per process)."""
     missing = pending_migrations(conn)
-    if missing:
+    if not missing:
+        return []
+    if blocking_migrations(conn, missing):
         raise SchemaOutdatedError(
             f"the database schema is behind: {len(missing)} migration(s) not applied "
             f"({', '.join(missing)}). Run `goodjob-supervisor migrate` first."
         )
+    if tuple(missing) not in _warned:
+        _warned.add(tuple(missing))
+        log.warning(
+            "the good_job tables have every column goodjob_mp needs (made by GoodJob's own "
+            "migrations?), but migration(s) %s are not applied; all they would still add is "
+            "indexes (claims and the dashboard may be slower): run `goodjob-supervisor migrate`",
+            ", ".join(missing),
+        )
+    return missing

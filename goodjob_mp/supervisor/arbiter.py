@@ -38,7 +38,7 @@ from goodjob_mp.config import Settings
 from goodjob_mp.queues import parse_pools
 from goodjob_mp.supervisor import child as child_mod
 from goodjob_mp.supervisor import duties as duty_mod
-from goodjob_mp.supervisor import report
+from goodjob_mp.supervisor import reaping, report
 from goodjob_mp.supervisor.children import (
     Child,
     ChildState,
@@ -65,7 +65,7 @@ MAX_QUEUED_SIGNALS = 32
 LOOP_TICK = 1.0
 
 # The signal table: what each signal means is the handle_<name> method of that name.
-SIGNAL_NAMES = {
+SIGNAL_NAMES: dict[int, str] = {
     signal.SIGTERM: "term",
     signal.SIGINT: "int",
     signal.SIGQUIT: "quit",
@@ -109,6 +109,7 @@ class Arbiter:
         self.daemon_handle = daemon_handle
         self.registry = Registry(self.process_id, self.state)
         self.probe: Any = None
+        self.metrics: Any = None
         self.cron: Any = None
         self.notifier: Any = None
         self.duties: list[Any] = []
@@ -147,6 +148,7 @@ class Arbiter:
                 self.settings.probe_port, self.settings.probe_bind, status=self.probe_status
             )
             log.info("probe server listening on port %d (%s)", self.probe.port, self.probe.host)
+            self._setup_metrics()
         self.registry.open()  # DB unreachable: fails here, before anything is forked
         self._setup_cron()
         self.duties = self._make_duties()
@@ -159,9 +161,32 @@ class Arbiter:
             "; ".join(f"{s.pool.text} ({s.threads} threads)" for s in self.pools),
         )
 
+    def _setup_metrics(self) -> None:
+        """Before the first fork: the children must inherit the multiprocess directory."""
+        from goodjob_mp.metrics import exporter
+
+        if not self.settings.enable_metrics:
+            return
+        if not exporter.available():
+            log.info("metrics: /metrics is off (pip install 'goodjob-mp[metrics]' to serve it)")
+            return
+        self.metrics = exporter.SupervisorMetrics(
+            lambda: report.metric_pools(self.pools), self._queue_stats
+        )
+        self.metrics.start()
+        self.probe.metrics = self.metrics.render
+
+    def _queue_stats(self) -> Any:
+        from goodjob_mp.db.job_store import utcnow
+        from goodjob_mp.metrics.queue_stats import read_queue_stats
+
+        return self.registry.read("queue stats", lambda conn: read_queue_stats(conn, utcnow()))
+
     def _make_duties(self) -> list[Any]:
         s = self.settings
-        made: list[Any] = [duty_mod.Heartbeat(self.registry, s.heartbeat_interval)]
+        made: list[Any] = []
+        if s.heartbeat_interval > 0:  # -1: the row is written at start only (its lock is liveness)
+            made.append(duty_mod.Heartbeat(self.registry, s.heartbeat_interval))
         if s.dead_process_timeout > 0:
             made.append(duty_mod.Sweep(self.registry, s.dead_process_timeout))
         if self.cron is not None:
@@ -208,6 +233,8 @@ class Arbiter:
         for fd in (self._wake_r, self._wake_w):
             if fd >= 0:
                 os.close(fd)
+        if self.metrics is not None:
+            self.metrics.close()
 
     # --- signals ------------------------------------------------------------------------------
 
@@ -428,19 +455,9 @@ class Arbiter:
     def reap(self) -> None:
         gone: list[tuple[Child, int]] = []
         for child in list(self.children.values()):
-            try:
-                exited = os.waitid(os.P_PID, child.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
-            except ChildProcessError:
-                exited = None
-            if exited is not None:
-                # Exited but not yet reaped, so its pid (the group's id) cannot be reused yet:
-                # end whatever its jobs left running in its group.
-                _kill_group(child.pid)
-            try:
-                pid, status = os.waitpid(child.pid, os.WNOHANG)
-            except ChildProcessError:
-                pid, status = child.pid, 0
-            if pid == 0:
+            # Ends whatever its jobs left running in its group, then reaps (see reaping.py).
+            status = reaping.collect_exited(child.pid)
+            if status is None:
                 continue
             self._read_status(child)
             del self.children[child.pid]
@@ -510,7 +527,7 @@ class Arbiter:
         if not all(c is not None and c.state is ChildState.RUNNING for c in current):
             return
         idle = min(now - c.last_report + c.idle for c in current if c is not None)
-        busy = any(c.busy for c in self.children.values())
+        busy = any(c.busy or c.coroutines for c in self.children.values())
         if not busy and idle >= timeout:
             log.info("no job performed for %.0fs (--idle-timeout): stopping", idle)
             self.begin_drain(self.settings.shutdown_timeout, "idle timeout")
@@ -592,6 +609,7 @@ class Arbiter:
         )
         self.children[pid] = child
         slot.current = child
+        slot.forks += 1
         log.info("forked child %d for pool %s", pid, slot.pool.text)
 
     def _child_side(
@@ -718,6 +736,7 @@ class Arbiter:
                 continue
             child.listener = bool(message.get("listener", child.listener))
             child.busy = int(message.get("busy", child.busy))
+            child.coroutines = int(message.get("coroutines", child.coroutines))
             child.idle = float(message.get("idle", child.idle))
             if message.get("ready") and child.state is ChildState.STARTING:
                 self.mark_ready(child)
@@ -726,7 +745,7 @@ class Arbiter:
 
     def _signal(self, child: Child, signum: int) -> None:
         if signum == signal.SIGKILL:
-            _kill_group(child.pid)  # the child and whatever its jobs spawned
+            reaping.kill_group(child.pid)  # the child and whatever its jobs spawned
         try:
             os.kill(child.pid, signum)
         except ProcessLookupError:
@@ -764,13 +783,6 @@ class Arbiter:
             cron_enabled=self.cron is not None,
             pools=self.pools,
         )
-
-
-def _kill_group(pgid: int) -> None:
-    try:
-        os.killpg(pgid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
 
 
 def _earlier(a: float | None, b: float | None) -> float | None:

@@ -248,6 +248,7 @@ class ChildRunner:
                         "idle": round(now - worker.last_activity, 3),
                         "succeeded": worker.succeeded,
                         "errored": worker.errored,
+                        "coroutines": getattr(worker, "coroutines", 0),
                     }
                 )
             if worker.join_stopped(PARENT_CHECK_EVERY):

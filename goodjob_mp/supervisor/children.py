@@ -73,6 +73,7 @@ class Child:
     buffer: bytes = b""
     listener: bool = False
     busy: int = 0
+    coroutines: int = 0  # async def jobs running on its event loop
     idle: float = 0.0
     last_report: float = 0.0
     error: str | None = None
@@ -112,6 +113,7 @@ class PoolSlot:
     boot_failures: int = 0  # in a row, counted only for "the app or schema is broken"
     unreachable: int = 0  # start-ups in a row that failed for want of a database
     crashes: int = 0
+    forks: int = 0  # children started for this pool; all but the first were restarts
     restart_at: float = 0.0
     last_error: str | None = None
 

@@ -177,6 +177,11 @@ class Registry:
 
     # --- duties -------------------------------------------------------------------------------
 
+    def read(self, what: str, action: Callable[[psycopg.Connection], Any]) -> Any:
+        """Run a read for the supervisor itself (the metrics' queue stats) on this connection;
+        None when the database is away."""
+        return self._run(what, action)
+
     def heartbeat(self) -> None:
         def beat(conn: psycopg.Connection) -> None:
             if not self.locked or not processes.heartbeat(conn, self.process_id, self._state()):

@@ -6,6 +6,7 @@ request lines, and the routes:
     /, /status          200 while the process answers at all
     /status/started     200 once the supervisor has started its pools, else 503
     /status/connected   200 while the database is reachable, else 503
+    /metrics            Prometheus text format from the ``metrics`` callback (404 without one)
     anything else       404
 
 Never starts a thread and never blocks: every socket is non-blocking, a request larger than
@@ -80,11 +81,14 @@ class ProbeServer:
         host: str = "127.0.0.1",
         *,
         status: Callable[[], ProbeStatus],
+        metrics: Callable[[], tuple[str, bytes]] | None = None,
         max_request_bytes: int = 8192,
         client_timeout: float = 5.0,
         max_connections: int = 64,
     ) -> None:
         self._status = status
+        # (content type, body) per scrape: see goodjob_mp.metrics.exporter
+        self.metrics = metrics
         self._max_request_bytes = max_request_bytes
         self._client_timeout = client_timeout
         self._max_connections = max_connections
@@ -102,7 +106,7 @@ class ProbeServer:
     def sockets(self) -> tuple[list[socket.socket], list[socket.socket]]:
         """Sockets to wait on, for ``select.select``: (wait until readable, wait until writable)."""
         readers = [self._listener]
-        writers = []
+        writers: list[socket.socket] = []
         for conn in self._connections.values():
             (writers if conn.outgoing is not None else readers).append(conn.sock)
         return readers, writers
@@ -215,8 +219,26 @@ class ProbeServer:
         path = target.split("?", 1)[0].split("#", 1)[0]
         if len(path) > 1:
             path = path.rstrip("/")
+        if path == "/metrics":
+            code, content_type, body = self._metrics_route()
+            self._respond(conn, code, body, head=method == "HEAD", content_type=content_type)
+            return
         code, body = self._route(path)
         self._respond(conn, code, body, head=method == "HEAD")
+
+    def _metrics_route(self) -> tuple[int, str, bytes]:
+        if self.metrics is None:
+            error = (
+                "metrics are off: install prometheus_client (pip install 'goodjob-mp[metrics]') "
+                "and leave GOOD_JOB_ENABLE_METRICS on"
+            )
+            return 404, "application/json", _json({"error": error})
+        try:
+            content_type, body = self.metrics()
+        except Exception as exc:
+            log.exception("probe: rendering /metrics failed")
+            return 500, "application/json", _json({"error": f"{type(exc).__name__}: {exc}"})
+        return 200, content_type, body
 
     def _route(self, path: str) -> tuple[int, bytes]:
         if path not in ("/", "/status", "/status/started", "/status/connected"):
@@ -238,10 +260,18 @@ class ProbeServer:
         }
         return (200 if healthy else 503), _json(body)
 
-    def _respond(self, conn: _Connection, code: int, body: bytes, *, head: bool) -> None:
+    def _respond(
+        self,
+        conn: _Connection,
+        code: int,
+        body: bytes,
+        *,
+        head: bool,
+        content_type: str = "application/json",
+    ) -> None:
         header = (
             f"HTTP/1.0 {code} {_REASONS[code]}\r\n"
-            "Content-Type: application/json\r\n"
+            f"Content-Type: {content_type}\r\n"
             f"Content-Length: {len(body)}\r\n"
             "Cache-Control: no-store\r\n"
             "Connection: close\r\n"

@@ -64,6 +64,24 @@ def pool_states(pools: Sequence[PoolSlot]) -> list[dict[str, Any]]:
     return states
 
 
+def metric_pools(pools: Sequence[PoolSlot]) -> list[dict[str, Any]]:
+    """Per pool, for ``/metrics``: threads, busy threads and coroutines of its current child,
+    and how many children replaced an earlier one."""
+    rows = []
+    for slot in pools:
+        child = slot.current
+        rows.append(
+            {
+                "pool": slot.pool.text,
+                "threads": slot.threads,
+                "busy": child.busy if child else 0,
+                "coroutines": child.coroutines if child else 0,
+                "restarts": max(slot.forks - 1, 0),
+            }
+        )
+    return rows
+
+
 def status_line(
     pools: Sequence[PoolSlot], *, draining: bool, children: int, failed: Mapping[str, str]
 ) -> str:

@@ -14,7 +14,7 @@ try:
 except ImportError as exc:  # pragma: no cover - depends on the installed extras
     _missing = exc
 
-    def create_app(**_: object):  # type: ignore[no-redef]
+    def create_app(**_: object):  # type: ignore[misc]  # the fallback when the extra is missing
         raise ImportError(
             f"the dashboard needs the 'web' extra ({_missing}); "
             "install it with: pip install 'goodjob-mp[web]'"

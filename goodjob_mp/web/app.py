@@ -21,7 +21,7 @@ import os
 import secrets
 import threading
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, MutableMapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -61,6 +61,8 @@ NAV = (
     ("jobs", "Jobs"),
     ("cron", "Cron"),
     ("processes", "Processes"),
+    ("batches", "Batches"),
+    ("pauses", "Pauses"),
     ("performance", "Performance"),
 )
 ACTION_WORDS = {
@@ -125,6 +127,7 @@ class Dashboard:
         with self._lock:
             if self._pool is None or self._pool_pid != os.getpid():
                 from goodjob_mp.db.connection import database_url, session_conninfo
+                from goodjob_mp.db.jsonb import use_safe_loads
 
                 conninfo = session_conninfo(self.database_url or database_url())
                 # One plain connection first: an unreachable database fails this request within
@@ -135,6 +138,8 @@ class Dashboard:
                     min_size=1,
                     max_size=self.pool_size,
                     kwargs={"autocommit": True},
+                    # a jsonb value too deep to decode shows as unreadable, not as a 500
+                    configure=use_safe_loads,
                     open=True,
                     name="goodjob-dashboard",
                     timeout=10,
@@ -165,10 +170,11 @@ class Dashboard:
     def render(
         self, request: Request, name: str, context: dict[str, Any], status: int = 200
     ) -> Response:
-        token = request.cookies.get(CSRF_COOKIE)
-        fresh = not csrf_token_valid(self.secret, token)
-        if fresh:
-            token = new_csrf_token(self.secret)
+        cookie = request.cookies.get(CSRF_COOKIE)
+        if cookie is not None and csrf_token_valid(self.secret, cookie):
+            token, fresh = cookie, False
+        else:
+            token, fresh = new_csrf_token(self.secret), True
         root = request.scope.get("root_path", "").rstrip("/")
         context = {"page": "", **context}
         html = self.templates.get_template(name).render(
@@ -287,6 +293,10 @@ def create_app(
         Route("/cron/{key}/{action}", _endpoint(dash, cron_action), methods=["POST"]),
         Route("/processes", _endpoint(dash, processes_page)),
         Route("/performance", _endpoint(dash, performance_page)),
+        Route("/batches", _endpoint(dash, batches_page)),
+        Route("/batches/{batch_id}", _endpoint(dash, batch_page)),
+        Route("/pauses", _endpoint(dash, pauses_page)),
+        Route("/pauses/{action}", _endpoint(dash, pause_action), methods=["POST"]),
         Mount("/static", app=StaticFiles(directory=HERE / "static"), name="static"),
     ]
     app = Starlette(routes=routes)
@@ -340,7 +350,7 @@ class _Guard:
             request = Request(scope, _replay(body, original))
         refusal = await self._refusal(request)
 
-        async def send_with_headers(message: dict) -> None:
+        async def send_with_headers(message: MutableMapping[str, Any]) -> None:
             if message["type"] == "http.response.start":
                 headers = list(message.get("headers", []))
                 present = {k.lower() for k, _ in headers}
@@ -378,7 +388,9 @@ class _Guard:
         if not origin_ok(request.headers.get("origin"), request.headers.get("host")):
             return self.dash.error(request, 403, "Cross-site request refused.")
         form = await request.form()
-        if not csrf_ok(self.dash.secret, request.cookies.get(CSRF_COOKIE), form.get(CSRF_FIELD)):
+        submitted = form.get(CSRF_FIELD)  # a file upload under that name is no token
+        token = submitted if isinstance(submitted, str) else None
+        if not csrf_ok(self.dash.secret, request.cookies.get(CSRF_COOKIE), token):
             return self.dash.error(
                 request,
                 403,
@@ -390,7 +402,8 @@ class _Guard:
 
 async def _read_body(receive: Callable[[], Any]) -> bytes | None:
     """The request body, or None past MAX_FORM_BYTES (a chunked upload says no length)."""
-    chunks, size = [], 0
+    chunks: list[bytes] = []
+    size = 0
     while True:
         message = await receive()
         if message["type"] != "http.request":
@@ -490,13 +503,15 @@ async def job_page(dash: Dashboard, request: Request) -> Response:
         return dash.error(request, 404, f"No job {job_id} (finished jobs may be cleaned up).")
     job = detail.job
     params = job.get("serialized_params") or {}
+    # not a dict: an UnreadableJSON (goodjob_mp.db.jsonb) or a foreign writer's odd value
+    arguments = params.get("arguments") if isinstance(params, dict) else params
     return dash.render(
         request,
         "job.html",
         {
             "page": "jobs",
             "job": job,
-            "arguments": params.get("arguments"),
+            "arguments": arguments,
             "params": params,
             "executions": detail.executions,
             "actions": admin.allowed_actions(job["state"], job["locked_by_id"] is not None),
@@ -602,6 +617,126 @@ async def performance_page(dash: Dashboard, request: Request) -> Response:
             "total": sum(sum(v) for v in perf.series.values()),
         },
     )
+
+
+# --- batches and pauses -------------------------------------------------------------------------
+# Reads from goodjob_mp.db.batches (as `goodjob-supervisor batches`) and goodjob_mp.pauses_api
+# (as `goodjob-supervisor pause / unpause / pauses`).
+
+BATCH_PAGE_SIZE = 25
+
+
+def _batch_cursor(text: str | None) -> tuple[dt.datetime, uuid.UUID] | None:
+    """``before`` = "<created_at ISO>_<id>" of the last row shown; a bad one starts over."""
+    if not text:
+        return None
+    stamp, _, ident = text.rpartition("_")
+    try:
+        return dt.datetime.fromisoformat(stamp), uuid.UUID(ident)
+    except ValueError:
+        raise admin.FilterError(f"{text!r} is not a batches page cursor") from None
+
+
+async def batches_page(dash: Dashboard, request: Request) -> Response:
+    from goodjob_mp.db import batches
+
+    before = _batch_cursor(request.query_params.get("before"))
+    rows = await run_in_threadpool(dash.run, batches.list_batches, BATCH_PAGE_SIZE + 1, before)
+    more = len(rows) > BATCH_PAGE_SIZE
+    rows = rows[:BATCH_PAGE_SIZE]
+    last = rows[-1] if rows and more else None
+    return dash.render(
+        request,
+        "batches.html",
+        {
+            "page": "batches",
+            "batches": rows,
+            "next_cursor": f"{last.created_at.isoformat()}_{last.id}" if last else None,
+        },
+    )
+
+
+async def batch_page(dash: Dashboard, request: Request) -> Response:
+    from goodjob_mp.db import batches
+    from goodjob_mp.features.batches import load_properties
+
+    try:
+        batch_id = uuid.UUID(request.path_params["batch_id"])
+    except ValueError:
+        return dash.error(request, 404, "That is not a batch id.")
+
+    def load(conn: Any) -> tuple[Any, list[Any]]:
+        row = batches.find(conn, batch_id)
+        return row, (batches.batch_jobs(conn, batch_id, admin.utcnow()) if row else [])
+
+    row, jobs = await run_in_threadpool(dash.run, load)
+    if row is None:
+        return dash.error(
+            request, 404, f"No batch {batch_id} (finished batches may be cleaned up)."
+        )
+    try:
+        properties = load_properties(row.serialized_properties)
+    except ValueError:  # a Ruby-only serializer: show what is stored
+        properties = row.serialized_properties
+    return dash.render(
+        request,
+        "batch.html",
+        {
+            "page": "batches",
+            "batch": row,
+            "state": batches.batch_state(row.enqueued_at, row.discarded_at, row.finished_at),
+            "properties": properties,
+            "jobs": jobs,
+        },
+    )
+
+
+PAUSE_KINDS = (("queue", "Queue"), ("job_class", "Job class"), ("label", "Label"))
+_PAUSE_LISTS = {"queue": "queues", "job_class": "job_classes", "label": "labels"}
+
+
+async def pauses_page(dash: Dashboard, request: Request) -> Response:
+    from goodjob_mp import pauses_api
+
+    current = await run_in_threadpool(dash.run, lambda conn: pauses_api.pauses(connection=conn))
+    words = dict(PAUSE_KINDS)
+    paused = [
+        (kind, words[kind], name)
+        for kind, attr in _PAUSE_LISTS.items()
+        for name in getattr(current, attr)
+    ]
+    done = request.query_params.get("done")
+    notice = {"pause": "Paused.", "unpause": "Unpaused.", "same": "Nothing changed."}.get(
+        done or ""
+    )
+    return dash.render(
+        request,
+        "pauses.html",
+        {"page": "pauses", "paused": paused, "kinds": PAUSE_KINDS, "notice": notice},
+    )
+
+
+async def pause_action(dash: Dashboard, request: Request) -> Response:
+    from goodjob_mp import pauses_api
+
+    action = request.path_params["action"]
+    if action not in ("pause", "unpause"):
+        return dash.error(request, 404, f"No pause action {action!r}.")
+    form = await request.form()
+    kind = str(form.get("kind") or "")
+    name = str(form.get("name") or "").strip()
+    if kind not in _PAUSE_LISTS or not name:
+        return dash.error(request, 400, "Choose a queue, job class or label and give its name.")
+    call = pauses_api.pause if action == "pause" else pauses_api.unpause
+
+    def change(conn: Any) -> bool:
+        return call(**{kind: name}, connection=conn)
+
+    try:
+        changed = await run_in_threadpool(dash.run, change)
+    except pauses_api.PauseError as exc:
+        return dash.error(request, 400, str(exc))
+    return dash.redirect(request, "/pauses", done=action if changed else "same")
 
 
 __all__ = ["BasicAuth", "Dashboard", "Markup", "create_app"]

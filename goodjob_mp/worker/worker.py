@@ -5,7 +5,8 @@ Threads and what each owns:
 
 - fetcher: its own connection; holds the process row's advisory lock and heartbeat; claims jobs
   in adaptive batches into a bounded local buffer; wakes on NOTIFY, on the scheduled-job cache,
-  on polls and when the buffer runs low.
+  on polls and when the buffer runs low. With GoodJob's per-job advisory locks on, they live on
+  this connection too; a reconnect takes them again (see job_locks).
 - executors (``max_threads``): take jobs from the buffer and perform them; no connection of
   their own unless a job enqueues.
 - completer: its own connection; writes results in batches (one statement per batch) and runs
@@ -18,9 +19,11 @@ Claimed-but-unstarted jobs are handed back on shutdown without counting as inter
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import logging
+import math
 import os
 import queue
 import socket
@@ -38,8 +41,12 @@ from goodjob_mp.db.connection import connect
 from goodjob_mp.db.migrate import ensure_current
 from goodjob_mp.db.start_journal import StartJournal
 from goodjob_mp.execution import (
+    Prepared,
+    begin,
     close_interrupted_attempt,
-    perform,
+    interrupted_result,
+    run_async,
+    run_sync,
     set_thread_shutdown_check,
 )
 from goodjob_mp.features import pauses as pause_policy
@@ -47,7 +54,10 @@ from goodjob_mp.features.known_classes import UnknownClassLog
 from goodjob_mp.queues import PoolSpec, parse_pools
 from goodjob_mp.worker.batching import claim_limit, ewma
 from goodjob_mp.worker.cache import ScheduledCache
+from goodjob_mp.worker.event_loop import EventLoopRunner, cancel_after
+from goodjob_mp.worker.job_locks import HeldJobLocks, Revoked
 from goodjob_mp.worker.pause_watch import PauseWatch
+from goodjob_mp.worker.result_writer import ResultWriter
 
 log = logging.getLogger("goodjob_mp.worker")
 
@@ -98,15 +108,23 @@ class Worker:
         self._avg_duration: float | None = None
         self._cache = ScheduledCache(settings.max_cache)
         self._threads: list[threading.Thread] = []
+        # async def jobs: one event loop per pool, its thread started by the first such job.
+        self._loop = EventLoopRunner(settings.async_concurrency, "gj-event-loop")
+        self._stop_at: float | None = None
         self._executors: list[threading.Thread] = []
         self._fetch_conn: psycopg.Connection | None = None
+        # Per-job advisory locks held by the fetcher's session (auto: and the claimed jobs that
+        # would need one if a GoodJob process appeared).
+        self._locks = HeldJobLocks(track_unlocked=settings.advisory_locks == "auto")
         self._journal: StartJournal | None = None
+        self._writer = ResultWriter(self.process_id, self.name, connect)
         self.listener_connected = False
         self.started = False
         self.last_activity = time.monotonic()
         self.succeeded = 0
         self.errored = 0
         self.empty_claims = 0
+        self.loop_passes = 0  # fetcher waits (tests: an idle fetcher must not spin)
         self.claimed = 0
         self.fatal_error: BaseException | None = None
 
@@ -157,6 +175,8 @@ class Worker:
 
     def request_stop(self) -> None:
         """Stop claiming; running jobs go on; buffered jobs are handed back."""
+        if self._stop_at is None:
+            self._stop_at = time.monotonic()
         self._stopping.set()
         self._wake.set()
 
@@ -183,6 +203,11 @@ class Worker:
         return self._busy
 
     @property
+    def coroutines(self) -> int:
+        """``async def`` jobs running on the pool's event loop now."""
+        return self._loop.running
+
+    @property
     def buffered(self) -> int:
         return self._work.qsize()
 
@@ -193,22 +218,30 @@ class Worker:
         assert conn is not None
         poll = self.settings.poll_interval
         next_poll = time.monotonic() + poll if poll > 0 else float("inf")
-        next_beat = time.monotonic() + self.settings.heartbeat_interval
+        beat = self.settings.heartbeat_interval
+        # -1 disables the heartbeat: the row is written at start only (liveness is its lock).
+        next_beat = time.monotonic() + beat if beat > 0 else float("inf")
         self._load_cache(conn)
         self._probe_unknown(conn)
         work_maybe = True
         try:
             while not self._stopping.is_set():
+                if conn.broken:
+                    # A statement failed on the session (here or the completer's lock release):
+                    # reconnect now, so the job locks it held are taken again at once.
+                    conn = self._reconnect(conn)
                 now = time.monotonic()
                 if now >= next_beat:
                     conn = self._heartbeat(conn)
-                    next_beat = now + self.settings.heartbeat_interval
+                    next_beat = now + beat
                 if now >= next_poll:
                     work_maybe = True
                     next_poll = now + poll
                     self._load_cache(conn)
                     self._probe_unknown(conn)
                     self._pauses.stale = True  # a Rails pause sends no NOTIFY: re-read it
+                if self._pauses.stale:
+                    self._recheck_pauses(conn)
                 if self._cache.pop_due(time.time()):
                     work_maybe = True
                 if work_maybe:
@@ -234,7 +267,9 @@ class Worker:
                 cached = self._cache.next_time()
                 if cached is not None:
                     timeout = min(timeout, cached - time.time())
-                if self._wake.wait(max(timeout, 0.0)):
+                self.loop_passes += 1
+                # Nothing timed ahead (no polling, no heartbeat, no cache): wait for a wake-up.
+                if self._wake.wait(max(timeout, 0.0) if math.isfinite(timeout) else None):
                     self._wake.clear()
                     work_maybe = True
                 self._need_capacity = False
@@ -258,11 +293,39 @@ class Worker:
             return 0, conn
         self.claimed += len(jobs)
         self.last_activity = time.monotonic()
+        self._locks.add(jobs)
         for job in jobs:
             if job.prev_performed_at is not None and not self._record_interrupt(conn, job):
                 continue
             self._work.put(job)
         return len(jobs), conn
+
+    def _recheck_pauses(self, conn: psycopg.Connection) -> None:
+        """Re-read the pauses; hand back buffered jobs that a pause now covers (claimed before
+        it, not started). The buffer is emptied first, so no executor can start one meanwhile."""
+        self._pauses.refresh(conn)
+        if not self._pauses.active or self._work.qsize() == 0:
+            return
+        buffered: list[job_store.ClaimedJob | None] = []
+        while True:
+            try:
+                buffered.append(self._work.get_nowait())
+            except queue.Empty:
+                break
+        jobs = [job for job in buffered if job is not None]
+        try:
+            paused = self._pauses.paused_among(conn, [job.id for job in jobs])
+            back = [job for job in jobs if job.id in paused]
+            if back:
+                job_store.release_unstarted(conn, back, self.process_id)
+                job_store.unlock_jobs(conn, [j.id for j in back if j.advisory_locked])
+                log.info("%s: handed back %d buffered job(s) now paused", self.name, len(back))
+        except psycopg.Error as exc:
+            log.warning("%s: could not recheck buffered jobs against pauses: %s", self.name, exc)
+            paused = set()
+        for job in buffered:
+            if job is None or job.id not in paused:
+                self._work.put(job)
 
     def _record_interrupt(self, conn: psycopg.Connection, job: job_store.ClaimedJob) -> bool:
         """Close the cut-off attempt; False when the job is discarded as poison instead."""
@@ -292,6 +355,9 @@ class Worker:
             self._paused_statement = job_store.ClaimStatement(
                 self.selector, [*self._conditions, pause_policy.PAUSED], advisory_locks=wanted
             )
+            if wanted:
+                # Jobs claimed before GoodJob appeared take its lock now (or are revoked).
+                self._take_locks(conn, self._locks.unlocked_ids())
 
     def _statement(self) -> job_store.ClaimStatement:
         return self._paused_statement if self._pauses.active else self._claim_statement
@@ -339,18 +405,65 @@ class Worker:
             pass
         delay = 0.2
         while not self._stopping.is_set():
+            conn = None
             try:
                 conn = connect()
                 processes.register_process(conn, self.process_id, self.state())
-                self._fetch_conn = conn
+                self._relock(conn)
                 return conn
             except Exception as exc:
+                if conn is not None:
+                    conn.close()
                 log.warning(
                     "%s: database unavailable (%s); retrying in %.1fs", self.name, exc, delay
                 )
                 self._stopping.wait(delay)
                 delay = min(delay * 2, RECONNECT_BACKOFF_MAX)
         return old
+
+    def _relock(self, conn: psycopg.Connection) -> None:
+        """On a new session: take again the job locks the lost one held, then make it the
+        fetcher's connection. A job we cannot re-lock is revoked: skipped and handed back if it
+        has not started, reported if it is running."""
+        with self._locks.session:
+            lost = job_store.relock_jobs(conn, self._locks.held_ids(), self.process_id)
+            self._fetch_conn = conn
+            revoked = self._locks.revoke(lost)
+        held = len(self._locks)
+        if held or lost:
+            log.info("%s: reconnected; re-took %d job lock(s), %d lost", self.name, held, len(lost))
+        self._settle_revoked(conn, revoked)
+        if self._claim_statement.advisory_locks:
+            self._take_locks(conn, self._locks.unlocked_ids())
+
+    def _take_locks(self, conn: psycopg.Connection, ids: list[uuid.UUID]) -> None:
+        """Claimed without GoodJob's lock (before locking was on): take it now."""
+        if not ids:
+            return
+        with self._locks.session:
+            lost = job_store.relock_jobs(conn, ids, self.process_id)
+            self._locks.locked_now(set(ids) - set(lost))
+            revoked = self._locks.revoke(lost)
+        log.info("%s: took GoodJob's lock on %d job(s) already claimed", self.name, len(ids))
+        self._settle_revoked(conn, revoked)
+
+    def _settle_revoked(self, conn: psycopg.Connection, revoked: Revoked) -> None:
+        if revoked.unstarted:
+            released = job_store.release_unstarted(conn, revoked.unstarted, self.process_id)
+            log.warning(
+                "%s: %d unstarted job(s) could not take GoodJob's lock again (another session "
+                "has it, or the row is no longer ours); handed back %d, not performing them here",
+                self.name,
+                len(revoked.unstarted),
+                released,
+            )
+        for job in revoked.running:
+            log.error(
+                "%s: job %s could not take GoodJob's lock again (another session has it, or "
+                "its row is no longer ours) while it runs here: it may be running twice",
+                self.name,
+                job.id,
+            )
 
     def _finish_fetching(self, conn: psycopg.Connection) -> None:
         unstarted: list[job_store.ClaimedJob] = []
@@ -366,15 +479,23 @@ class Worker:
         if unstarted:
             try:
                 released = job_store.release_unstarted(conn, unstarted, self.process_id)
-                job_store.unlock_jobs(conn, [j.id for j in unstarted if j.advisory_locked])
+                with self._locks.session:
+                    job_store.unlock_jobs(conn, self._locks.forget(j.id for j in unstarted))
                 log.info("%s: handed back %d unstarted job(s)", self.name, released)
             except psycopg.Error as exc:
                 log.error("%s: could not hand back unstarted jobs: %s", self.name, exc)
         threading.Thread(target=self._after_executors, name="gj-closer", daemon=True).start()
 
     def _after_executors(self) -> None:
+        after = cancel_after(self.settings.shutdown_timeout)
+        cancel_at = None if after is None else (self._stop_at or time.monotonic()) + after
         for thread in self._executors:
-            thread.join()
+            # An executor may wait for a coroutine slot: cancelling frees it.
+            while thread.is_alive():
+                thread.join(0.2)
+                if cancel_at is not None and time.monotonic() >= cancel_at:
+                    self._loop.cancel_all()
+        self._loop.close(cancel_at)
         self._results.put(None)
 
     # --- executors --------------------------------------------------------------------------
@@ -390,6 +511,8 @@ class Worker:
             job = work.get()
             if job is None:
                 return
+            if not self._locks.start(job.id):
+                continue  # its lock was lost (or never taken) in time: handed back, not ours
             with self._busy_lock:
                 self._busy += 1
             if self._need_capacity and work.qsize() <= self._low_water:
@@ -399,7 +522,12 @@ class Worker:
             # Before the body: after a kill -9 only journaled jobs count as interrupted.
             journal.started(job.id)
             try:
-                result = perform(job, settings)
+                step = begin(job, settings)
+                if isinstance(step, Prepared) and step.is_async:
+                    self._submit_async(step)  # to the pool's event loop; the thread goes on
+                    result = None
+                else:
+                    result = step if isinstance(step, job_store.JobResult) else run_sync(step)
             except BaseException as exc:  # a bug in our code, not the job's: keep the job
                 log.exception("internal error performing job %s", job.id)
                 now = job_store.utcnow()
@@ -413,13 +541,30 @@ class Worker:
                     error_event=1,
                     outcome="retried",
                 )
-            self._avg_duration = ewma(self._avg_duration, time.perf_counter() - t0)
-            result.advisory_locked = job.advisory_locked
-            results.put(result)
+            if result is not None:
+                self._avg_duration = ewma(self._avg_duration, time.perf_counter() - t0)
+                result.advisory_locked = job.advisory_locked
+                results.put(result)
             with self._busy_lock:
                 self._busy -= 1
             if work.qsize() == 0:
                 self._wake.set()  # a thread is free and nothing is buffered: claim now
+
+    def _submit_async(self, step: Prepared) -> None:
+        job = step.job
+        t0 = time.perf_counter()
+
+        def done(result: job_store.JobResult) -> None:
+            # Claim sizing follows how long jobs take, coroutines included.
+            self._avg_duration = ewma(self._avg_duration, time.perf_counter() - t0)
+            result.advisory_locked = job.advisory_locked
+            self._results.put(result)
+            if self._work.qsize() == 0:
+                self._wake.set()
+
+        self._loop.submit(
+            run_async(step), done, lambda: interrupted_result(job, step.started, step.settings)
+        )
 
     # --- completer --------------------------------------------------------------------------
 
@@ -451,7 +596,7 @@ class Worker:
                         break
                     batch.append(item)
                 if batch:
-                    conn = self._write(conn, batch)
+                    conn = self._write_guarded(conn, batch)
                     if cleaner.record(sum(r.finished for r in batch)):
                         conn = self._cleanup(conn)
         finally:
@@ -464,27 +609,36 @@ class Worker:
                 self._fetch_conn.close()
             self._stopped.set()
 
+    def _write_guarded(
+        self, conn: psycopg.Connection, batch: list[job_store.JobResult]
+    ) -> psycopg.Connection:
+        """The completer ends only after the executors (on the sentinel they leave), so every
+        result of a job that ran is written before the worker reports stopped: a bug while
+        writing one batch stops the worker, with its traceback, but not the writing."""
+        try:
+            return self._write(conn, batch)
+        except Exception as exc:
+            log.exception(
+                "%s: writing %d result(s) failed (a bug): stopping; their jobs stay locked "
+                "until handed back",
+                self.name,
+                len(batch),
+            )
+            self.fatal_error = exc
+            self.request_stop()
+            return conn  # if it broke, the next write reconnects
+
     def _write(
         self, conn: psycopg.Connection, batch: list[job_store.JobResult]
     ) -> psycopg.Connection:
-        delay = 0.2
-        while True:
-            try:
-                lost = job_store.write_results(conn, batch, self.process_id)
-                break
-            except psycopg.OperationalError as exc:
-                # Never drop a result: the jobs stay locked by us until it is written.
-                log.warning(
-                    "%s: writing %d results failed (%s); retrying", self.name, len(batch), exc
-                )
-                time.sleep(delay)
-                delay = min(delay * 2, RECONNECT_BACKOFF_MAX)
-                try:
-                    conn.close()
-                    conn = connect()
-                except Exception:
-                    continue
-        self._release_locks(batch)
+        # Retries transient failures; one refused row fails alone (see result_writer). With job
+        # locks in the batch, the write and forgetting them are one step for a reconnecting
+        # fetcher: it never re-takes the lock of a job whose result is written (and so never
+        # mistakes our own finished row for one someone else took).
+        locked = self.settings.advisory_locks != "never"
+        with self._locks.session if locked else contextlib.nullcontext():
+            conn, lost = self._writer.write(conn, batch)
+            self._release_locks(batch)
         lost_ids = {r.id for r in lost}
         for result in lost:
             self._report_lost(result)
@@ -511,17 +665,22 @@ class Worker:
             events.emit("result_lost", job_id=result.id, outcome=result.outcome, error=result.error)
 
     def _release_locks(self, batch: list[job_store.JobResult]) -> None:
-        """After the results commit: release their advisory locks on the session that took them
-        (the fetcher's; psycopg serialises the two threads' use of it)."""
-        ids = [r.id for r in batch if r.advisory_locked]
+        """After the results commit (``_locks.session`` held): release their advisory locks on
+        the session that holds them (the fetcher's; psycopg serialises the two threads' use of
+        it)."""
+        # Only locks still held: one revoked in a reconnect is not this session's. Every id:
+        # a job claimed without a lock may have taken one since (auto).
+        ids = self._locks.forget(r.id for r in batch)
         conn = self._fetch_conn
         if not ids or conn is None:
             return
         try:
             job_store.unlock_jobs(conn, ids)
         except psycopg.Error as exc:
-            # A lost session has dropped its locks already.
+            # A lost session has dropped its locks already; the fetcher reconnects on seeing
+            # its connection broken and re-takes the locks of the jobs still held.
             log.warning("%s: releasing %d job lock(s) failed: %s", self.name, len(ids), exc)
+            self._wake.set()
 
     def _cleanup(self, conn: psycopg.Connection) -> psycopg.Connection:
         try:

@@ -9,10 +9,18 @@
 #   GOOD_JOB_SOURCE  a directory holding GoodJob's lib/, app/ and config/ (required)
 #   DATABASE_URL     the database to use (required)
 #   GJ_LEDGER_TABLE  table the test jobs insert into (default: coexist_ledger)
+#   GJ_DB_POOL       Active Record's connection pool size (default: 10)
 
 source = ENV.fetch("GOOD_JOB_SOURCE") { abort "GOOD_JOB_SOURCE is not set: point it at GoodJob's source tree" }
 abort "GOOD_JOB_SOURCE=#{source} has no lib/good_job.rb" unless File.file?(File.join(source, "lib", "good_job.rb"))
 ENV.fetch("DATABASE_URL") { abort "DATABASE_URL is not set" }
+# A worker process needs 1 + 2 + max_threads connections (GoodJob's README, "Database
+# connections"); Rails' default pool of 5 starves the notifier and the process heartbeat of a
+# 5-thread CLI (ActiveRecord::ConnectionTimeoutError). GJ_DB_POOL overrides; a pool= in the URL wins.
+unless ENV["DATABASE_URL"].include?("pool=")
+  separator = ENV["DATABASE_URL"].include?("?") ? "&" : "?"
+  ENV["DATABASE_URL"] = "#{ENV['DATABASE_URL']}#{separator}pool=#{ENV.fetch('GJ_DB_POOL', '10')}"
+end
 ENV["RAILS_ENV"] ||= "production"
 ENV["RAILS_LOG_TO_STDOUT"] ||= "1"
 ENV["SECRET_KEY_BASE"] ||= "goodjob-mp-coexistence-tests"
@@ -45,19 +53,23 @@ ActiveRecord::Base.logger = nil if ENV.fetch("GJ_LOG_LEVEL", "warn") != "debug"
 
 LEDGER_TABLE = ENV.fetch("GJ_LEDGER_TABLE", "coexist_ledger")
 
-# Writes one ledger row per perform: the co-existence test counts them to find double runs and
-# to see which side ran each job.
+# Writes one ledger row per perform (started_at when perform began, performed_at when it ended):
+# the co-existence test counts them to find double runs and to see which side ran each job.
 class RubyLedgerJob < ActiveJob::Base
   def perform(n, sleep_seconds = 0)
+    started_at = Time.now.utc.iso8601(6)
     sleep(sleep_seconds) if sleep_seconds.to_f.positive?
     conn = ActiveRecord::Base.connection
     conn.exec_query(
-      "INSERT INTO #{LEDGER_TABLE} (active_job_id, job_class, arg, side, pid, performed_at) " \
-      "VALUES ($1, $2, $3, 'ruby', $4, clock_timestamp())",
-      "ledger", [job_id, self.class.name, n, Process.pid]
+      "INSERT INTO #{LEDGER_TABLE} (active_job_id, job_class, arg, side, pid, started_at, performed_at) " \
+      "VALUES ($1, $2, $3, 'ruby', $4, $5::timestamptz, clock_timestamp())",
+      "ledger", [job_id, self.class.name, n, Process.pid, started_at]
     )
   end
 end
+
+# A class only the Rails app defines: goodjob_mp must leave its jobs to GoodJob (skip, not discard).
+class RubyOnlyJob < RubyLedgerJob; end
 
 # The same job under a second name, so pauses by job class can be tested on one class.
 class RubyPausableJob < RubyLedgerJob; end

@@ -1,0 +1,60 @@
+"""Tests that fail when a worker safety net is removed (issue 16.16 c, d): polling covers a
+NOTIFY that never arrives, and stopping hands back the jobs claimed into the local buffer but
+never started."""
+
+from __future__ import annotations
+
+import pytest
+
+import goodjob_mp as gj
+from goodjob_mp.config import load_settings
+from goodjob_mp.db import job_store
+from goodjob_mp.enqueue import build_job
+from goodjob_mp.worker.worker import Worker
+from tests import jobs_for_tests as J
+from tests.waiting import wait_for
+
+
+@pytest.fixture()
+def records(tmp_path, monkeypatch):
+    monkeypatch.setenv(J.RECORD_DIR_ENV, str(tmp_path))
+    return tmp_path
+
+
+def test_a_job_whose_notify_never_arrives_is_found_by_the_poll(db, records):
+    worker = Worker(load_settings({"poll_interval": 0.5, "max_threads": 1})).start()
+    try:
+        assert wait_for(lambda: worker.listener_connected)
+        # Idle: it has claimed (found nothing) since its listener connected, and now waits.
+        assert wait_for(lambda: worker.empty_claims >= 1)
+        job_cls = J.remember.job_class
+        row = build_job(job_cls, ["missed"], {}, job_cls.default_options())
+        job_store.insert_job(db, row, notify=False)  # as if the NOTIFY were lost
+        assert wait_for(lambda: J.lines(records, "remember") == ["missed"])
+    finally:
+        assert worker.shutdown(10)
+
+
+def test_stop_hands_back_jobs_buffered_but_never_started(db, records):
+    worker = Worker(load_settings({"max_threads": 1, "claim_buffer": 50})).start()
+    try:
+        # A quick job first: with a short average duration measured, the next claim takes the
+        # whole batch into the local buffer instead of one job per free thread.
+        J.noop.perform_later()
+        assert wait_for(lambda: worker.succeeded == 1)
+        with gj.bulk():  # one insert and one NOTIFY: one claim takes all five
+            for i in range(5):
+                J.sleepy.perform_later(f"s{i}", 1.5)
+        assert wait_for(lambda: J.lines(records, "started") == ["s0"])
+        assert worker.buffered == 4
+    finally:
+        assert worker.shutdown(10)
+    assert J.lines(records, "finished") == ["s0"]
+    rows = db.execute(
+        "SELECT serialized_params->'arguments'->>0, locked_by_id IS NULL, performed_at IS NULL,"
+        " executions_count FROM good_jobs WHERE finished_at IS NULL ORDER BY 1"
+    ).fetchall()
+    # Back in the queue as if never claimed: unlocked, no attempt started, none counted.
+    assert rows == [(f"s{i}", True, True, 0) for i in range(1, 5)]
+    interrupts = "SELECT count(*) FROM good_job_executions WHERE error_event = 0"
+    assert db.execute(interrupts).fetchone()[0] == 0
