@@ -125,3 +125,64 @@ def test_an_enqueue_feature_that_changes_the_params_is_written_as_changed(db):
         remove()
     locales = [r[0] for r in db.execute("SELECT serialized_params->>'locale' FROM good_jobs")]
     assert locales == ["fr", "fr"]
+
+
+# --- with main's enqueue features (batches, concurrency limits, events) ------------------------
+
+
+def test_a_batch_spanning_streamed_chunks_is_written_in_the_streams_transaction(db):
+    """The batch's on_write action runs on the stream's connection after the last chunk: the
+    jobs of every chunk and the batch row share one transaction, and the batch sees them all."""
+    from goodjob_mp.db import batches as store
+
+    batch = gj.Batch(description="streamed")
+    with gj.bulk() as b, batch:
+        for i in range(BULK_CHUNK + 3):
+            tiny.perform_later(i)
+        assert len(b.rows) == 3  # one chunk already sent
+    xids = db.execute(
+        "SELECT DISTINCT xmin::text FROM good_jobs WHERE batch_id = %s"
+        " UNION SELECT xmin::text FROM good_job_batches WHERE id = %s",
+        (batch.id, batch.id),
+    ).fetchall()
+    assert len(xids) == 1
+    row = store.find(db, batch.id)
+    assert row is not None and row.enqueued_at is not None and row.jobs_finished_at is None
+    in_batch = "SELECT count(*) FROM good_jobs WHERE batch_id = %s"
+    assert db.execute(in_batch, (batch.id,)).fetchone()[0] == BULK_CHUNK + 3
+
+
+def test_a_bulk_block_with_only_a_batch_action_opens_the_stream_for_it(db):
+    from goodjob_mp.db import batches as store
+
+    batch = gj.Batch(description="empty")
+    with gj.bulk():
+        batch.enqueue()  # deferred to the block's end: no job, no chunk
+    row = store.find(db, batch.id)
+    assert row is not None and row.enqueued_at is not None
+    assert row.finished_at is not None  # no jobs: finished at once, as in GoodJob
+
+
+def test_enqueue_limits_apply_across_streamed_chunks_and_mark_their_handles(db):
+    """The hook runs on each chunk in the stream's transaction, so it counts rows of earlier
+    chunks; refused rows' handles say so, and only written rows fire enqueue events."""
+    from goodjob_mp import events
+    from tests import jobs_for_concurrency as J
+
+    late = BULK_CHUNK + 1
+    seen: list = []
+    unsubscribe = events.subscribe("enqueue", lambda **e: seen.append(e["job_id"]))
+    try:
+        with gj.bulk() as b:
+            for i in range(BULK_CHUNK + 5):
+                J.report.perform_later("x" if i in (0, 1, 2, late) else f"k{i}")
+            assert len(b.rows) == 5  # the first chunk (with one refusal) is sent
+    finally:
+        unsubscribe()
+    refused = [i for i, h in enumerate(b.jobs) if not h.enqueued]
+    assert refused == [2, late]  # the limit is 2 per key; the second chunk sees the first's
+    assert {b.jobs[i].refused for i in refused} == {"limit"}
+    assert len(b.jobs) == BULK_CHUNK + 5
+    ids = {r[0] for r in db.execute("SELECT id FROM good_jobs")}
+    assert ids == {h.id for h in b.jobs if h.enqueued}
+    assert set(seen) == ids and len(seen) == len(ids)

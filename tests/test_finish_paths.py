@@ -99,3 +99,23 @@ def test_a_lean_finish_skips_jobs_no_longer_locked_by_this_process(db):
     result = job_store.JobResult(job.id, now, now, True)
     assert job_store.write_results(db, [result], process_id) == [result]
     assert db.execute("SELECT count(*) FROM good_job_executions").fetchone()[0] == 0
+
+
+def test_a_lean_finish_of_batch_jobs_advances_the_batch(db):
+    """The lean statement returns the rows' batch ids as the general one does: a batch job that
+    the claim did not know was in a batch (added after the claim) still finishes its batch."""
+    from goodjob_mp.db import batches as store
+
+    process_id = uuid.uuid4()
+    batch = gj.Batch(description="lean")
+    with batch:
+        plain.perform_later(1)
+    [job] = _claim(db, 1, process_id)
+    assert job.batch_id == batch.id
+    now = job_store.utcnow()
+    # batch ids left unset on the result: write_results takes them from the row it wrote
+    result = job_store.JobResult(job.id, now, now, True, preserve=True)
+    assert job_store.write_results(db, [result], process_id) == []
+    assert result.batch_id == batch.id
+    row = store.find(db, batch.id)
+    assert row is not None and row.jobs_finished_at is not None and row.finished_at is not None
