@@ -186,3 +186,32 @@ def test_enqueue_limits_apply_across_streamed_chunks_and_mark_their_handles(db):
     ids = {r[0] for r in db.execute("SELECT id FROM good_jobs")}
     assert ids == {h.id for h in b.jobs if h.enqueued}
     assert set(seen) == ids and len(seen) == len(ids)
+
+
+def test_the_concurrency_hook_keeps_the_prebuilt_params_json(db):
+    """The concurrency hook only reads the arguments, so the JSON built at enqueue is written
+    as it is (not encoded a second time); the row is the same either way."""
+    from goodjob_mp import features
+    from goodjob_mp.db.job_store import NewJob
+    from goodjob_mp.enqueue import build_job
+    from goodjob_mp.features import concurrency_io
+    from goodjob_mp.jobs import EnqueueOptions
+    from tests import jobs_for_concurrency as J
+
+    J.Sync.perform_later(1)  # installs the hook (the first enqueue of a limited class)
+    assert concurrency_io.enqueue_hook in features.enqueue_hooks
+    assert not features.params_may_change()
+    row: NewJob = build_job(J.Sync, (2,), {}, EnqueueOptions())
+    built = row.params_json
+    assert built is not None
+    with db.transaction():
+        assert job_store_insert(db, row)
+    assert row.params_json is built and row.concurrency_key == "sync-2"
+    stored = db.execute("SELECT serialized_params FROM good_jobs WHERE id = %s", (row.id,))
+    assert stored.fetchone()[0] == row.serialized_params
+
+
+def job_store_insert(db, row) -> bool:
+    from goodjob_mp.db.job_store import insert_job
+
+    return insert_job(db, row)

@@ -74,7 +74,8 @@ class JobCopier:
         """Returns the jobs written (enqueue features may refuse some)."""
         if features.enqueue_hooks:
             jobs = features.before_enqueue(self.conn, list(jobs))
-            forget_params_json(jobs)
+            if features.params_may_change():
+                forget_params_json(jobs)
         if not jobs:
             return jobs
         cur = self.conn.cursor()

@@ -177,7 +177,7 @@ def _as_is(text: str) -> str:
 
 
 def forget_params_json(jobs: Iterable[NewJob]) -> None:
-    """After enqueue features ran: they may have changed serialized_params."""
+    """After enqueue features that may have changed serialized_params ran."""
     for job in jobs:
         job.params_json = None
 
@@ -189,7 +189,8 @@ def insert_job(conn: psycopg.Connection, job: NewJob, *, notify: bool = True) ->
         with features.enqueue_transaction(conn, [job]):
             if not features.before_enqueue(conn, [job]):
                 return False
-            forget_params_json([job])
+            if features.params_may_change():
+                forget_params_json([job])
             return _insert_job(conn, job, notify)
     return _insert_job(conn, job, notify)
 

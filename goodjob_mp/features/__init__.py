@@ -119,6 +119,13 @@ def add_finish_hook(hook: FinishHook) -> Callable[[], None]:
     return remove
 
 
+def params_may_change() -> bool:
+    """Whether an enqueue hook may change ``serialized_params`` (then the JSON text enqueue
+    built with the dict is stale). A hook that only reads it says so with a true
+    ``keeps_serialized_params`` attribute."""
+    return any(not getattr(hook, "keeps_serialized_params", False) for hook in enqueue_hooks)
+
+
 def before_enqueue(conn: psycopg.Connection, rows: list[NewJob]) -> list[NewJob]:
     for hook in enqueue_hooks:
         rows = hook(conn, rows)

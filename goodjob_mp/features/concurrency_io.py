@@ -85,6 +85,11 @@ def enqueue_hook(conn: psycopg.Connection, rows: list[NewJob]) -> list[NewJob]:
     return kept
 
 
+# It reads the arguments and writes only the concurrency_key column: the JSON text enqueue built
+# for serialized_params stays valid (features.params_may_change).
+enqueue_hook.keeps_serialized_params = True  # type: ignore[attr-defined]
+
+
 def check_perform(job: ClaimedJob, config: Concurrency) -> str | None:
     rule = config.perform_rule
     if rule is None:
