@@ -161,6 +161,11 @@ def close_interrupted_attempt(
         job.prev_performed_at,
         job.interrupts + 1,
     )
+    return _count_interrupt(job, settings)
+
+
+def _count_interrupt(job: ClaimedJob, settings: Settings) -> JobResult | None:
+    """Announce one more interrupt of ``job``; the discard result once it is poison."""
     if events.has_subscribers("interrupt"):
         events.emit(
             "interrupt",
@@ -420,16 +425,9 @@ def interrupted_result(job: ClaimedJob, started: dt.datetime, settings: Settings
     recorded as ``InterruptedError`` (event 0) and due again at once, as a killed process's
     attempt is on its next claim; discarded as poison after ``max_interrupts``."""
     log.warning("job %s %s interrupted: cancelled at shutdown", job.id, job.job_class)
-    if events.has_subscribers("interrupt"):
-        events.emit(
-            "interrupt",
-            job_id=job.id,
-            job_class=job.job_class,
-            queue_name=job.queue_name,
-            interrupts=job.interrupts + 1,
-        )
-    if job.interrupts + 1 >= settings.max_interrupts:
-        return discard_poison(job, settings)
+    poison = _count_interrupt(job, settings)
+    if poison is not None:
+        return poison
     now = utcnow()
     return JobResult(
         id=job.id,

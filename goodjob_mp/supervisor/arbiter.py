@@ -38,7 +38,7 @@ from goodjob_mp.config import Settings
 from goodjob_mp.queues import parse_pools
 from goodjob_mp.supervisor import child as child_mod
 from goodjob_mp.supervisor import duties as duty_mod
-from goodjob_mp.supervisor import reaping, report
+from goodjob_mp.supervisor import reaping, report, stuck_rows
 from goodjob_mp.supervisor.children import (
     Child,
     ChildState,
@@ -189,6 +189,7 @@ class Arbiter:
             made.append(duty_mod.Heartbeat(self.registry, s.heartbeat_interval))
         if s.dead_process_timeout > 0:
             made.append(duty_mod.Sweep(self.registry, s.dead_process_timeout))
+        made.append(stuck_rows.NullScheduledCheck(self.registry))
         if self.cron is not None:
             made.append(duty_mod.Cron(self.cron, active=lambda: not self.draining))
         if s.max_memory is not None:

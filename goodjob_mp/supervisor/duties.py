@@ -2,8 +2,9 @@
 
 Owns: the heartbeat of the supervisor's registry row, the dead-process sweep, the cron leader's
 tick, the per-child memory check, systemd's READY/STATUS/WATCHDOG, and the probe's client
-expiry. The arbiter runs every duty whose ``next_deadline()`` has come, and waits in select()
-no longer than the earliest one. Before every fork it calls ``before_fork()`` on each (no
+expiry (the check for rows with a NULL ``scheduled_at`` is in ``stuck_rows.py``). The arbiter
+runs every duty whose ``next_deadline()`` has come, and waits in select() no longer than the
+earliest one. Before every fork it calls ``before_fork()`` on each (no
 connection may cross a fork), and ``close()`` on the way out.
 
 A duty catches only the errors it expects (the database going away); anything else is a bug,
