@@ -58,3 +58,47 @@ def test_stop_hands_back_jobs_buffered_but_never_started(db, records):
     assert rows == [(f"s{i}", True, True, 0) for i in range(1, 5)]
     interrupts = "SELECT count(*) FROM good_job_executions WHERE error_event = 0"
     assert db.execute(interrupts).fetchone()[0] == 0
+
+
+def _completer_connect_fails(monkeypatch, error: BaseException, times: int) -> list[int]:
+    """Fault injection around the real ``connect``: the completer thread's first ``times``
+    calls raise ``error`` (as a database that is unreachable, or a bug, would)."""
+    import threading
+
+    from goodjob_mp.worker import worker as worker_module
+
+    real = worker_module.connect
+    failed: list[int] = []
+
+    def connect(*args, **kwargs):
+        if threading.current_thread().name.endswith("gj-completer") and len(failed) < times:
+            failed.append(1)
+            raise error
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(worker_module, "connect", connect)
+    return failed
+
+
+def test_a_completer_that_cannot_connect_at_start_waits_for_the_database(db, monkeypatch):
+    import psycopg
+
+    failed = _completer_connect_fails(monkeypatch, psycopg.OperationalError("unreachable"), 2)
+    worker = Worker(load_settings({"max_threads": 1})).start()
+    try:
+        J.noop.perform_later()
+        assert wait_for(lambda: worker.succeeded == 1), worker.fatal_error
+        assert len(failed) == 2
+        assert worker.fatal_error is None
+    finally:
+        assert worker.shutdown(10)
+
+
+def test_a_completer_that_fails_at_start_still_reports_the_worker_stopped(db, monkeypatch):
+    _completer_connect_fails(monkeypatch, RuntimeError("a bug"), 1)
+    worker = Worker(load_settings({"max_threads": 1})).start()
+    # The worker stops (its completer is gone) and says so, rather than hanging its shutdown.
+    assert worker.join_stopped(10)
+    assert isinstance(worker.fatal_error, RuntimeError)
+    ok = worker.shutdown(5)
+    assert ok, [t.name for t in worker._threads if t.is_alive()]

@@ -142,10 +142,12 @@ class Worker:
             raise
         self._fetch_conn = conn
         self._journal = StartJournal(self.process_id)
-        self._spawn(self._fetch_loop, "gj-fetcher")
-        self._spawn(self._complete_loop, "gj-completer")
+        # Executors first: a fetcher that stops at once (its completer failed) puts one
+        # sentinel per executor, so every executor must already be counted.
         for i in range(self.max_threads):
             self._executors.append(self._spawn(self._execute_loop, f"gj-executor-{i}"))
+        self._spawn(self._fetch_loop, "gj-fetcher")
+        self._spawn(self._complete_loop, "gj-completer")
         if self.settings.enable_listen_notify:
             self._spawn(self._listen_loop, "gj-listener")
         self.started = True
@@ -221,10 +223,11 @@ class Worker:
         beat = self.settings.heartbeat_interval
         # -1 disables the heartbeat: the row is written at start only (liveness is its lock).
         next_beat = time.monotonic() + beat if beat > 0 else float("inf")
-        self._load_cache(conn)
-        self._probe_unknown(conn)
         work_maybe = True
         try:
+            # Inside the try: whatever fails here, the executors still get their sentinels.
+            self._load_cache(conn)
+            self._probe_unknown(conn)
             while not self._stopping.is_set():
                 if conn.broken:
                     # A statement failed on the session (here or the completer's lock release):
@@ -569,9 +572,10 @@ class Worker:
     # --- completer --------------------------------------------------------------------------
 
     def _complete_loop(self) -> None:
-        conn = connect()
+        conn: psycopg.Connection | None = None
         cleaner = cleanup.CleanupSchedule(self.settings)
         try:
+            conn = self._connect_completer()
             done = False
             while not done:
                 try:
@@ -600,14 +604,32 @@ class Worker:
                     if cleaner.record(sum(r.finished for r in batch)):
                         conn = self._cleanup(conn)
         finally:
-            deregistered = self._deregister(conn)
-            conn.close()
+            # Without a connection the row stays: the sweep hands our jobs back once we are gone.
+            deregistered = conn is not None and self._deregister(conn)
+            if conn is not None:
+                conn.close()
             if self._journal is not None:
                 # Kept when the row stays: whoever hands its jobs back still needs it.
                 self._journal.close(remove=deregistered)
             if self._fetch_conn is not None:
                 self._fetch_conn.close()
             self._stopped.set()
+
+    def _connect_completer(self) -> psycopg.Connection:
+        """The completer's connection. An unreachable database is waited out (the results of
+        jobs that run meanwhile wait in the queue); anything else ends the completer, which
+        still reports the worker stopped."""
+        delay = 0.2
+        warned = False
+        while True:
+            try:
+                return connect()
+            except psycopg.OperationalError as exc:
+                if not warned:
+                    log.warning("%s: completer cannot connect (%s); retrying", self.name, exc)
+                    warned = True
+                time.sleep(delay)
+                delay = min(delay * 2, RECONNECT_BACKOFF_MAX)
 
     def _write_guarded(
         self, conn: psycopg.Connection, batch: list[job_store.JobResult]
