@@ -372,6 +372,32 @@ def build_row(
     now = utcnow()
     run_at = options.run_at(now)
     scheduled = to_naive_utc(run_at) if run_at is not None else None
+    return new_row(
+        job_class,
+        queue_name,
+        priority,
+        arguments,
+        now,
+        scheduled,
+        labels,
+        cron_key=cron_key,
+        cron_at=cron_at,
+    )
+
+
+def new_row(
+    job_class: str,
+    queue_name: str,
+    priority: int | None,
+    arguments: list[Any],
+    now: dt.datetime,
+    scheduled: dt.datetime | None,
+    labels: Sequence[str] | None,
+    **columns: Any,
+) -> NewJob:
+    """The row of one job whose arguments are serialized already: Active Job's envelope (with
+    ``priority`` null when unset) and GoodJob's columns (``DEFAULT_PRIORITY`` in its place).
+    ``columns`` are the other ``NewJob`` fields (cron, batch ids)."""
     job_id = uuid.uuid4()
     return NewJob(
         id=job_id,
@@ -387,8 +413,7 @@ def build_row(
         scheduled_at=scheduled or now,
         created_at=now,
         labels=list(labels) if labels else None,
-        cron_key=cron_key,
-        cron_at=cron_at,
+        **columns,
     )
 
 

@@ -374,9 +374,8 @@ def _connection(explicit: psycopg.Connection | None) -> Iterator[psycopg.Connect
 def callback_row(batch: BatchRow, job_class: str, event: str, now: dt.datetime) -> NewJob:
     """The row of one callback job, as GoodJob's ``Batch.within_thread(batch_callback_id:)
     { job_class.set(priority:, queue:).perform_later(batch, {event: :finish}) }`` writes it."""
-    from goodjob_mp.db.job_store import NewJob
-    from goodjob_mp.enqueue import build_serialized_params
-    from goodjob_mp.jobs import DEFAULT_PRIORITY, DEFAULT_QUEUE, EnqueueOptions, _registry
+    from goodjob_mp.enqueue import new_row
+    from goodjob_mp.jobs import DEFAULT_QUEUE, EnqueueOptions, _registry
 
     python_job = _registry.get(job_class)
     defaults = python_job.default_options() if python_job is not None else EnqueueOptions()
@@ -386,18 +385,14 @@ def callback_row(batch: BatchRow, job_class: str, event: str, now: dt.datetime) 
         {"_aj_globalid": global_id(batch.id).uri},
         {"event": {"_aj_serialized": _SYMBOL, "value": event}, "_aj_symbol_keys": ["event"]},
     ]
-    job_id = uuid.uuid4()
-    return NewJob(
-        id=job_id,
-        job_class=job_class,
-        queue_name=queue_name,
-        priority=DEFAULT_PRIORITY if priority is None else priority,
-        serialized_params=build_serialized_params(
-            job_class, job_id, queue_name, priority, arguments, now, None
-        ),
-        scheduled_at=now,
-        created_at=now,
-        labels=list(defaults.labels) if defaults.labels else None,
+    return new_row(
+        job_class,
+        queue_name,
+        priority,
+        arguments,
+        now,
+        None,
+        defaults.labels,
         batch_callback_id=batch.id,
     )
 
