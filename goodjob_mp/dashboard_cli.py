@@ -182,14 +182,8 @@ def _check_database() -> None:
 
 @contextmanager
 def _connection() -> Iterator[psycopg.Connection]:
-    from goodjob_mp.db.connection import DatabaseUnavailableError, connect
-
     cli_common.load(click.get_current_context())
-    try:
-        conn = connect()
-    except DatabaseUnavailableError as exc:
-        raise click.ClickException(str(exc)) from None
-    with conn:
+    with cli_common.connection() as conn:
         yield conn
 
 
