@@ -79,11 +79,11 @@ class Pidfile:
             if self._create(pid):
                 self._owner_pid = pid
                 return
-            text = self._read_text()
-            if text is None:
+            seen = self._inspect()
+            if seen is None:
                 continue  # removed between our link() and read: try again
+            text, reason = seen
             holder = _parse_pid(text)
-            reason = self._unlocked_reason(holder)
             if reason is None:
                 raise PidfileError(
                     f"goodjob-supervisor already running with pid {holder} "
@@ -191,25 +191,30 @@ class Pidfile:
         os.write(fd, f"{pid}\n".encode())
         return tmp, fd
 
-    def _unlocked_reason(self, holder: int | None) -> str | None:
-        """Why the file is stale, or None while a live holder keeps its lock."""
-        if holder == os.getpid():
-            return _stale_reason(holder)
+    def _inspect(self) -> tuple[str, str | None] | None:
+        """The file's text and why it is stale (None while a live holder keeps its lock), both
+        read through one descriptor: the pid named and the lock tested belong to the same file,
+        even when a racer replaces the file in between. None when there is no file."""
         try:
             fd = os.open(self.path, os.O_RDONLY)
         except FileNotFoundError:
-            return "it was removed"
-        except OSError:
-            return _stale_reason(holder)
+            return None
+        except OSError as exc:
+            raise self._error("read", exc) from exc
         try:
-            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return None  # its holder is alive
-        except OSError:
-            return _stale_reason(holder)  # no locks on this file system: judge by the process
+            text = os.read(fd, 64).decode(errors="replace")
+            holder = _parse_pid(text)
+            if holder == os.getpid():
+                return text, _stale_reason(holder)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return text, None  # its holder is alive
+            except OSError:
+                return text, _stale_reason(holder)  # no locks here: judge by the process
+            return text, f"no process holds its lock (pid {holder} is not a running supervisor)"
         finally:
             os.close(fd)
-        return f"no process holds its lock (pid {holder} is not a running supervisor)"
 
     def _read_text(self) -> str | None:
         try:
