@@ -585,6 +585,14 @@ def install_metrics() -> None:
     install(registry=CollectorRegistry())
 
 
+def emit(results: dict, json_path: str | None) -> None:
+    """Print the results as JSON, and write them to ``json_path`` too when given."""
+    text = json.dumps(results, indent=2)
+    print(text)
+    if json_path:
+        Path(json_path).write_text(text + "\n")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -761,10 +769,7 @@ def main() -> None:
         connection.close_thread_connection()
         with psycopg.connect(server, autocommit=True) as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    text = json.dumps(results, indent=2)
-    print(text)
-    if args.json:
-        Path(args.json).write_text(text + "\n")
+    emit(results, args.json)
 
 
 if __name__ == "__main__":
