@@ -7,10 +7,10 @@ migrations created are adopted: every statement is ``IF NOT EXISTS``, and every 
 also has carries GoodJob's name and definition, so ``migrate`` adds only what GoodJob lacks.
 
 Workers refuse a schema that lacks a table, column or unique index they need. A pending migration
-that only builds plain indexes does not stop them (it makes queries faster, not possible), nor does
-a pending one whose tables, columns and unique indexes are all there already. So a schema that
-GoodJob's own migrations made is usable at once, before ``goodjob-supervisor migrate`` has run:
-a warning names what migrate would still add.
+that only builds plain indexes or sets a fillfactor does not stop them (it makes queries faster,
+not possible), nor does a pending one whose tables, columns and unique indexes are all there
+already. So a schema that GoodJob's own migrations made is usable at once, before
+``goodjob-supervisor migrate`` has run: a warning names what migrate would still add.
 """
 
 from __future__ import annotations
