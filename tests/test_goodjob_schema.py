@@ -92,8 +92,15 @@ def migrated_like_goodjob(conn) -> bool:
     return found == len(MIGRATED_INDEXES)
 
 
+def good_jobs_reloptions(conn) -> list[str] | None:
+    row = conn.execute("SELECT reloptions FROM pg_class WHERE oid = 'good_jobs'::regclass")
+    return row.fetchone()[0]
+
+
 def test_fresh_schema_satisfies_goodjob_migrated(db):
     assert migrated_like_goodjob(db)
+    # 0008: room on each page for the claim's and the finish's row versions
+    assert good_jobs_reloptions(db) == ["fillfactor=50"]
     ours = index_definitions(db)
     for name in MIGRATED_INDEXES:
         # GoodJob's definition, not just its name (public. is how pg_dump spells the table)
@@ -117,6 +124,11 @@ def test_migration_kinds():
         "index_good_jobs_on_cron_key_and_cron_at_cond",
     }
     assert migrations.objects_created("UPDATE good_jobs SET error = NULL") is None
+    # a storage parameter tunes, like a plain index; any other ALTER TABLE ... SET does not
+    assert migrations.only_builds_indexes("ALTER TABLE good_jobs SET (fillfactor = 50);")
+    assert not migrations.only_builds_indexes(
+        "ALTER TABLE good_jobs SET (autovacuum_enabled = off)"
+    )
 
 
 def test_goodjob_made_schema_is_usable_before_migrate(goodjob_made_url, caplog):
@@ -156,6 +168,7 @@ def test_goodjob_made_schema_runs_jobs_then_migrate_adds_only_ours(
             [*cli, "migrate"], env={**os.environ, **env}, capture_output=True, text=True
         )
         assert done.returncode == 0, done.stderr
+        assert good_jobs_reloptions(conn) == ["fillfactor=50"]
         after = index_definitions(conn)
         # GoodJob's indexes are all kept as they were; only ours were added ...
         assert {n: d for n, d in after.items() if n in before} == before

@@ -7,10 +7,10 @@ migrations created are adopted: every statement is ``IF NOT EXISTS``, and every 
 also has carries GoodJob's name and definition, so ``migrate`` adds only what GoodJob lacks.
 
 Workers refuse a schema that lacks a table, column or unique index they need. A pending migration
-that only builds plain indexes does not stop them (it makes queries faster, not possible), nor does
-a pending one whose tables, columns and unique indexes are all there already. So a schema that
-GoodJob's own migrations made is usable at once, before ``goodjob-supervisor migrate`` has run:
-a warning names what migrate would still add.
+that only builds plain indexes or sets a fillfactor does not stop them (it makes queries faster,
+not possible), nor does a pending one whose tables, columns and unique indexes are all there
+already. So a schema that GoodJob's own migrations made is usable at once, before
+``goodjob-supervisor migrate`` has run: a warning names what migrate would still add.
 """
 
 from __future__ import annotations
@@ -103,6 +103,8 @@ _CREATE_TABLE = re.compile(
     r"CREATE\s+TABLE\s+IF\s+NOT\s+EXISTS\s+(\w+)\s*\((.*)\)$", re.IGNORECASE | re.DOTALL
 )
 _ALTER_TABLE = re.compile(r"ALTER\s+TABLE\s+(\w+)\s+ADD\s+COLUMN\s", re.IGNORECASE)
+# A storage parameter (0008's fillfactor): like a plain index, it changes speed, not what works.
+_STORAGE = re.compile(r"ALTER\s+TABLE\s+\w+\s+SET\s*\(\s*fillfactor\s*=\s*\d+\s*\)$", re.IGNORECASE)
 _ADD_COLUMN = re.compile(r"ADD\s+COLUMN\s+IF\s+NOT\s+EXISTS\s+(\w+)", re.IGNORECASE)
 
 EXISTING_COLUMNS = """
@@ -119,10 +121,15 @@ def statements(sql: str) -> list[str]:
     return [part.strip() for part in _COMMENT.sub("", sql).split(";") if part.strip()]
 
 
+def _tunes(statement: str) -> bool:
+    return bool(_PLAIN_INDEX.match(statement) or _STORAGE.match(statement))
+
+
 def only_builds_indexes(sql: str) -> bool:
-    """True for a migration made only of plain (not unique) ``CREATE INDEX``: it speeds queries
-    up, and a schema without it works."""
-    return all(_PLAIN_INDEX.match(s) for s in statements(sql))
+    """True for a migration made only of plain (not unique) ``CREATE INDEX`` and storage
+    parameters (``ALTER TABLE ... SET (fillfactor = N)``): it speeds queries up, and a schema
+    without it works."""
+    return all(_tunes(s) for s in statements(sql))
 
 
 def objects_created(sql: str) -> tuple[dict[str, set[str]], set[str]] | None:
@@ -139,7 +146,7 @@ def objects_created(sql: str) -> tuple[dict[str, set[str]], set[str]] | None:
             columns.setdefault(alter[1], set()).update(_ADD_COLUMN.findall(statement))
         elif index := _UNIQUE_INDEX.match(statement):
             unique.add(index[1])
-        elif not _PLAIN_INDEX.match(statement):
+        elif not _tunes(statement):
             return None
     return columns, unique
 
@@ -189,7 +196,8 @@ def ensure_current(conn: psycopg.Connection) -> list[str]:
         log.warning(
             "the good_job tables have every column goodjob_mp needs (made by GoodJob's own "
             "migrations?), but migration(s) %s are not applied; all they would still add is "
-            "indexes (claims and the dashboard may be slower): run `goodjob-supervisor migrate`",
+            "indexes and storage settings (claims and the dashboard may be slower): "
+            "run `goodjob-supervisor migrate`",
             ", ".join(missing),
         )
     return missing
