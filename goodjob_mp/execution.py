@@ -30,7 +30,14 @@ from goodjob_mp.db.jsonb import UnreadableJSON
 from goodjob_mp.features import concurrency as concurrency_policy
 from goodjob_mp.features.batches import locate_arguments
 from goodjob_mp.features.concurrency import Concurrency
-from goodjob_mp.jobs import Job, RetryOn, UnknownJobClassError, importable_packages, lookup
+from goodjob_mp.jobs import (
+    Job,
+    RetryOn,
+    UnknownJobClassError,
+    importable_packages,
+    lookup,
+    registered,
+)
 from goodjob_mp.serialization import DeserializationError, GlobalID, deserialize_arguments
 from goodjob_mp.timeouts import time_limit
 
@@ -291,7 +298,10 @@ def _begin(job: ClaimedJob, settings: Settings) -> Prepared | JobResult:
             raise DeserializationError(
                 f"serialized_params of job {job.id} is not an Active Job payload: {params!r:.200}"
             )
-        job_cls = lookup(job_class or "", import_under=_importable(settings))
+        # A registered class (every job after its class's first) needs no import policy.
+        job_cls = registered(job_class or "") or lookup(
+            job_class or "", import_under=_importable(settings)
+        )
         args, kwargs = deserialize_arguments(params.get("arguments") or [])
         if args and any(type(a) is GlobalID for a in args):
             args = locate_arguments(args)  # a batch callback's batch
@@ -343,8 +353,12 @@ def run_sync(p: Prepared) -> JobResult:
     try:
         _current.running = True
         try:
-            with time_limit(p.job_cls._timeout_seconds):
+            seconds = p.job_cls._timeout_seconds
+            if seconds is None:  # what time_limit(None) does, without a context manager per job
                 p.instance.run_callbacks_and_perform(p.args, p.kwargs)
+            else:
+                with time_limit(seconds):
+                    p.instance.run_callbacks_and_perform(p.args, p.kwargs)
         except BaseException as exc:  # job code's sys.exit()/KeyboardInterrupt fail it too
             result = _failed(p.job, p.job_cls, p.instance, p.params, exc, p.started, p.settings)
         else:

@@ -20,9 +20,11 @@ from typing import TYPE_CHECKING, Any
 import psycopg
 from psycopg import sql
 from psycopg.types.json import Jsonb
+from psycopg.types.string import TextLoader
 
 from goodjob_mp import features
 from goodjob_mp.db import start_journal
+from goodjob_mp.db.jsonb import loads as json_loads
 from goodjob_mp.queues import QueueSelector
 from goodjob_mp.serialization import dumps as json_text
 
@@ -360,7 +362,9 @@ class ClaimedJob:
     job_class: str | None
     queue_name: str
     priority: int | None
-    serialized_params: dict[str, Any] | None
+    # As the claim read it: JSON text, decoded by ``serialized_params`` on first use (on the
+    # thread that performs the job, not by the fetcher for every job of a claim); or the value.
+    raw_params: dict[str, Any] | str | None
     scheduled_at: dt.datetime
     prev_performed_at: dt.datetime | None
     executions_count: int
@@ -369,6 +373,14 @@ class ClaimedJob:
     advisory_locked: bool = False
     batch_id: uuid.UUID | None = None
     batch_callback_id: uuid.UUID | None = None
+
+    @property
+    def serialized_params(self) -> Any:
+        """The decoded serialized_params (an ``UnreadableJSON`` when they cannot be decoded)."""
+        params = self.raw_params
+        if isinstance(params, str):
+            params = self.raw_params = json_loads(params)
+        return params
 
 
 class ClaimStatement:
@@ -391,6 +403,13 @@ class ClaimStatement:
         for params in self._params:
             out.update(params())
         return out
+
+
+def _claim_cursor(conn: psycopg.Connection) -> psycopg.Cursor:
+    """A cursor that reads jsonb as its text: the fetcher only passes serialized_params on."""
+    cur = conn.cursor()
+    cur.adapters.register_loader("jsonb", TextLoader)
+    return cur
 
 
 def claim_jobs(
@@ -418,8 +437,8 @@ def claim_jobs(
     # through a backlog. Planned for its values every time instead, as
     # plan_cache_mode=force_custom_plan would do, but on every connection that claims; parsing
     # it again each time measured ~0.3 ms per claim on a loaded 2-core box.
-    rows = conn.execute(sql_text or claim_sql(selector), params, prepare=False).fetchall()
-    jobs = [ClaimedJob(*row) for row in rows]
+    rows = _claim_cursor(conn).execute(sql_text or claim_sql(selector), params, prepare=False)
+    jobs = [ClaimedJob(*row) for row in rows.fetchall()]
     if selector.ordered:
         position = {name: i for i, name in enumerate(selector.names)}
         jobs.sort(key=lambda j: (position.get(j.queue_name, 0), _prio(j), j.scheduled_at))
@@ -438,8 +457,8 @@ def claim_jobs_by_id(
     performs exactly the jobs it enqueued)."""
     selector = QueueSelector("all", ())
     params = {"process_id": process_id, "now": utcnow(), "limit": len(ids), "ids": list(ids)}
-    rows = conn.execute(claim_sql(selector, [_BY_ID]), params, prepare=False).fetchall()
-    jobs = [ClaimedJob(*row) for row in rows]
+    rows = _claim_cursor(conn).execute(claim_sql(selector, [_BY_ID]), params, prepare=False)
+    jobs = [ClaimedJob(*row) for row in rows.fetchall()]
     jobs.sort(key=lambda j: (_prio(j), j.scheduled_at))
     return jobs
 

@@ -67,11 +67,14 @@ class HeldJobLocks:
 
     def start(self, job_id: uuid.UUID) -> bool:
         """An executor is about to perform the job; False: it was revoked, skip it."""
+        # Empty collections are not searched: a uuid hashes in Python, and this runs per job.
         with self._state:
-            if job_id in self._revoked:
+            if self._revoked and job_id in self._revoked:
                 self._revoked.discard(job_id)
                 return False
-            if job_id in self._held or job_id in self._unlocked:
+            if (self._held and job_id in self._held) or (
+                self._unlocked and job_id in self._unlocked
+            ):
                 self._started.add(job_id)
             return True
 
@@ -81,11 +84,12 @@ class HeldJobLocks:
         out = []
         with self._state:
             for job_id in ids:
-                if self._held.pop(job_id, None) is not None:
+                if self._held and self._held.pop(job_id, None) is not None:
                     out.append(job_id)
                 elif self._unlocked:
                     self._unlocked.pop(job_id, None)
-                self._started.discard(job_id)
+                if self._started:
+                    self._started.discard(job_id)
         return out
 
     def held_ids(self) -> list[uuid.UUID]:

@@ -665,7 +665,7 @@ class Worker:
         for result in lost:
             self._report_lost(result)
         for result in batch:
-            if result.id in lost_ids:
+            if lost_ids and result.id in lost_ids:
                 continue
             if result.error is None:
                 self.succeeded += 1
