@@ -200,9 +200,19 @@ def main(ctx: click.Context, check: bool, **flags: Any) -> None:
     help="Also create GoodJob's full index set (when a Rails GoodJob shares the database). "
     "Env: GOOD_JOB_GOODJOB_INDEXES.",
 )
+@click.option(
+    "--concurrently",
+    is_flag=True,
+    help="Build the indexes of index-only migrations (and --goodjob-indexes) with CREATE INDEX "
+    "CONCURRENTLY, outside a transaction, so writes to a large live good_jobs go on; an INVALID "
+    "index left by a failed build is rebuilt.",
+)
 @click.pass_context
-def migrate(ctx: click.Context, check: bool, goodjob_indexes: bool | None) -> None:
-    """Create or update the good_job tables (idempotent, one transaction, locked)."""
+def migrate(
+    ctx: click.Context, check: bool, goodjob_indexes: bool | None, concurrently: bool
+) -> None:
+    """Create or update the good_job tables (idempotent, one transaction, locked; see
+    --concurrently for a large live table)."""
     from goodjob_mp.db import migrate as migrations
 
     settings = load(ctx, {"goodjob_indexes": goodjob_indexes})
@@ -220,7 +230,9 @@ def migrate(ctx: click.Context, check: bool, goodjob_indexes: bool | None) -> No
                 sys.exit(1)
             click.echo("database is up to date")
             return
-        done = migrations.migrate(conn, goodjob_indexes=settings.goodjob_indexes)
+        done = migrations.migrate(
+            conn, goodjob_indexes=settings.goodjob_indexes, concurrently=concurrently
+        )
     click.echo(f"applied {', '.join(done)}" if done else "database is up to date")
 
 

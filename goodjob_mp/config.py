@@ -71,6 +71,9 @@ class Settings:
     # 20 s: with the 5 s heartbeat and sweep, a vanished host's jobs run again within ~30 s.
     dead_process_timeout: float = 20.0
     heartbeat_interval: float = 5.0
+    # Seconds between the supervisor's checks for unfinished rows with a NULL scheduled_at (rows
+    # no claim takes; supervisor/stuck_rows.py); -1 disables the check.
+    null_scheduled_check_interval: float = 60.0
     # A worker child whose status reports stop for this long is killed and replaced (as
     # gunicorn's --timeout); -1 disables. Children report every second.
     child_timeout: float = 10.0
@@ -183,6 +186,7 @@ _TEXT_PARSERS: dict[str, Callable[[str], Any]] = {
     "max_interrupts": int,
     "dead_process_timeout": float,
     "heartbeat_interval": float,
+    "null_scheduled_check_interval": float,
     "child_timeout": float,
     "claim_buffer": int,
     "async_concurrency": int,
@@ -328,6 +332,7 @@ def _check(settings: Settings, sources: Mapping[str, str]) -> None:
         "cleanup_preserved_jobs_before_seconds_ago",
         "dead_process_timeout",
         "heartbeat_interval",
+        "null_scheduled_check_interval",
     ):
         if getattr(settings, name) <= 0 and getattr(settings, name) != -1:
             fail(name, "use seconds > 0 (or -1 to disable)")

@@ -413,9 +413,7 @@ def _refused(
     (or ThrottleExceededError), and its ``retry_on ..., attempts: Float::INFINITE, wait:
     :polynomially_longer`` retries the job; no job code has run. The backtrace is empty, as
     GoodJob suppresses it."""
-    counts = dict(params.get("exception_executions") or {})
-    refusals = int(counts.get(concurrency_policy.RETRY_KEY, 0)) + 1
-    counts[concurrency_policy.RETRY_KEY] = refusals
+    counts, refusals = rule_executions(params, concurrency_policy.RETRY_KEY, instance.executions)
     assert job_cls._concurrency is not None
     wait = job_cls._concurrency.retry_seconds(refusals)
     error = concurrency_policy.refusal_error(refusal)
@@ -475,11 +473,9 @@ def _failed(
     for rule in job_cls._retry_rules:
         if not isinstance(exc, rule.exceptions):
             continue
-        counts = dict(params.get("exception_executions") or {})
-        count = int(counts.get(rule.key, 0)) + 1
+        counts, count = rule_executions(params, rule.key, instance.executions)
         if count < rule.attempts:
-            counts[rule.key] = count
-            wait = retry_wait_seconds(rule.wait, instance.executions, rule.jitter)
+            wait = retry_wait_seconds(rule.wait, count, rule.jitter)
             return _retry(
                 job, params, instance, counts, error, backtrace, wait, RETRIED, started, rule
             )
@@ -500,16 +496,37 @@ def _failed(
     if settings.retry_on_unhandled_error:
         # GoodJob retries at once; a polynomial wait keeps a broken job from spinning the queue.
         wait = retry_wait_seconds("polynomially_longer", instance.executions, 0.15)
-        counts = dict(params.get("exception_executions") or {})
+        counts = params.get("exception_executions")  # no retry_on rule counted this one
         return _retry(job, params, instance, counts, error, backtrace, wait, UNHANDLED, started)
     return _final(job, started, error, backtrace, UNHANDLED, "failed", settings)
+
+
+def rule_executions(
+    params: dict[str, Any], key: str, executions: int
+) -> tuple[dict[str, Any] | None, int]:
+    """Active Job's ``executions_for``: a ``retry_on`` rule's own count, this attempt included.
+
+    ``exception_executions`` maps each rule's key (its exception list as ``to_s`` spells it,
+    ``"[Net::ReadTimeout]"``) to how many times that rule has handled an error; the count is
+    incremented here and is what ``attempts`` and ``wait`` see. Other rules' counts (a Rails
+    app's too) are kept as they are. A job stored without the hash (Active Job before 6.0)
+    counts by its total ``executions``, and is stored again without one, as Rails does.
+    Returns the hash to store and the count."""
+    stored = params.get("exception_executions")
+    if not isinstance(stored, dict):
+        return stored, executions
+    counts = dict(stored)
+    previous = counts.get(key)
+    count = (previous if type(previous) is int and previous > 0 else 0) + 1
+    counts[key] = count
+    return counts, count
 
 
 def _retry(
     job: ClaimedJob,
     params: dict[str, Any],
     instance: Job,
-    counts: dict[str, int],
+    counts: dict[str, Any] | None,
     error: str,
     backtrace: list[str],
     wait: float,

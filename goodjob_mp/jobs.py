@@ -57,10 +57,12 @@ class RetryOn:
     """Retry when one of ``exceptions`` is raised, up to ``attempts`` times for this rule.
 
     ``wait``: seconds (or a ``timedelta``), ``"polynomially_longer"``, ``"exponentially_longer"``
-    or a callable taking the execution count (Active Job's semantics). ``attempts`` may be
+    or a callable taking this rule's execution count (Active Job's semantics). ``attempts`` may be
     ``goodjob_mp.INFINITE``. ``queue`` and ``priority``, when given, are where the retry is
-    enqueued (as Active Job's ``retry_on queue:, priority:``). Every value is checked here, so a
-    bad rule fails when the job class is defined.
+    enqueued (as Active Job's ``retry_on queue:, priority:``). ``executions_key`` names the rule's
+    count in ``exception_executions`` (default ``"[Name, ...]"`` from the classes' names); give
+    the Rails rule's spelling (``"[Net::ReadTimeout]"``) when a Rails app retries the same jobs.
+    Every value is checked here, so a bad rule fails when the job class is defined.
     """
 
     exceptions: type[BaseException] | tuple[type[BaseException], ...]
@@ -69,9 +71,17 @@ class RetryOn:
     jitter: float = 0.15
     queue: str | None = None
     priority: int | None = None
+    executions_key: str | None = None
 
     def __post_init__(self) -> None:
         _exception_types(self.exceptions, "RetryOn")
+        if self.executions_key is not None and (
+            not isinstance(self.executions_key, str) or not self.executions_key.strip()
+        ):
+            raise JobDefinitionError(
+                f"RetryOn(executions_key={self.executions_key!r}) is invalid; use the key "
+                "Active Job stores the rule's count under, such as '[Net::ReadTimeout]', or None"
+            )
         if not callable(self.wait) or isinstance(self.wait, type):
             try:
                 retry_wait_seconds(self.wait, 1, 0.0)
@@ -100,7 +110,10 @@ class RetryOn:
 
     @property
     def key(self) -> str:
-        """Active Job's ``exception_executions`` key, e.g. ``"[TransientError]"``."""
+        """Active Job's ``exception_executions`` key (``exceptions.to_s``), e.g.
+        ``"[TransientError]"`` or ``"[Net::OpenTimeout, Timeout::Error]"``."""
+        if self.executions_key is not None:
+            return self.executions_key
         names = self.exceptions if isinstance(self.exceptions, tuple) else (self.exceptions,)
         return "[" + ", ".join(e.__name__ for e in names) + "]"
 

@@ -82,6 +82,9 @@ MEANINGS: dict[str, str] = {
     "lock is gone is dead, and its jobs run again; -1 disables the sweep.",
     "heartbeat_interval": "Seconds between refreshes of each process's `good_job_processes` "
     "row; -1 disables (written at start only; liveness by its lock).",
+    "null_scheduled_check_interval": "Seconds between the supervisor's checks for unfinished "
+    "jobs with a NULL `scheduled_at` (never claimed, as in GoodJob): each is logged once with "
+    "the fix ([operations.md](operations.md)); -1 disables the check.",
     "child_timeout": "Kill and replace a worker child whose status reports stop for this many "
     "seconds (>= 2); its jobs run again as interrupted. -1 disables.",
     "claim_buffer": "Most jobs a pool claims ahead of its free threads when jobs are short.",

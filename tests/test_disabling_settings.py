@@ -10,7 +10,9 @@ The settings with such a value (docs/settings.md):
 - preserve_job_records = false: finished jobs are deleted, not kept (here);
 - poll_interval = -1 belongs to the worker's loop (helper "claim");
 - heartbeat_interval = -1: no heartbeat writes and no spinning, in the worker and the
-  supervisor (tests/test_heartbeat_disabled.py).
+  supervisor (tests/test_heartbeat_disabled.py);
+- null_scheduled_check_interval = -1: a supervisor never reads or names rows with a NULL
+  scheduled_at (here, with a real supervisor).
 """
 
 from __future__ import annotations
@@ -204,3 +206,21 @@ def test_dead_process_timeout_minus_one_and_cron_off_in_a_real_supervisor(db, tm
     assert proc.returncode == 0, proc.stderr
     assert _locked_by(db, ghost) == 0
     assert db.execute("SELECT count(*) FROM good_jobs WHERE cron_key IS NOT NULL").fetchone()[0] > 0
+
+
+# --- null_scheduled_check_interval = -1, in a real supervisor ---------------------------------
+
+
+def test_null_scheduled_check_interval_minus_one_in_a_real_supervisor(db):
+    stuck = DisablingNoopJob.set(queue="elsewhere").perform_later().id
+    db.execute("UPDATE good_jobs SET scheduled_at = NULL WHERE id = %s", (stuck,))
+    args = ("--queues=disabling:1", "--idle-timeout=3")
+
+    proc = run_cli(*args, GOOD_JOB_NULL_SCHEDULED_CHECK_INTERVAL="-1")
+    assert proc.returncode == 0, proc.stderr
+    assert "has no scheduled_at" not in proc.stderr + proc.stdout
+
+    # The same run with the check every 0.2 s names the row.
+    proc = run_cli(*args, GOOD_JOB_NULL_SCHEDULED_CHECK_INTERVAL="0.2")
+    assert proc.returncode == 0, proc.stderr
+    assert f"job {stuck} " in proc.stderr and "has no scheduled_at" in proc.stderr

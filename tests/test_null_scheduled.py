@@ -9,6 +9,8 @@ import uuid
 
 import pytest
 
+import goodjob_mp as gj
+from goodjob_mp.config import ConfigError, load_settings
 from goodjob_mp.db.connection import close_thread_connection
 from goodjob_mp.supervisor import stuck_rows
 from goodjob_mp.supervisor.maintenance import Registry
@@ -18,6 +20,8 @@ from tests.supervising import CLI, ROOT
 from tests.waiting import wait_for
 
 pytestmark = pytest.mark.timeout(120)
+
+ENV = "GOOD_JOB_NULL_SCHEDULED_CHECK_INTERVAL"
 
 
 def _null_scheduled(db, tag: str) -> uuid.UUID:
@@ -82,21 +86,24 @@ def test_the_seen_set_is_bounded(db, registry, monkeypatch):
     assert list(check._seen) == ids[2:]
 
 
-@pytest.mark.parametrize(
-    ("text", "expected"),
-    [("", 60.0), ("5", 5.0), ("0.2", 0.2), ("-1", -1.0), ("0", 60.0), ("x", 60.0), ("nan", 60.0)],
-)
-def test_interval_from_env(text, expected):
-    assert stuck_rows.interval_from_env({stuck_rows.INTERVAL_ENV: text}) == expected
+@pytest.mark.parametrize(("text", "expected"), [("5", 5.0), ("0.2", 0.2), ("-1", -1.0)])
+def test_the_interval_is_a_setting_read_from_the_environment(text, expected):
+    assert load_settings(environ={}).null_scheduled_check_interval == 60.0
+    settings = load_settings(environ={ENV: text})
+    assert settings.null_scheduled_check_interval == expected
+    gj.configure(null_scheduled_check_interval=expected)
+    assert load_settings(environ={}).null_scheduled_check_interval == expected
 
 
-def test_minus_one_turns_the_check_off(registry):
-    assert stuck_rows.NullScheduledCheck(registry, interval=-1).next_deadline() is None
+@pytest.mark.parametrize("text", ["0", "-2", "x", "nan"])
+def test_a_bad_interval_is_refused_at_start_naming_the_setting(text):
+    with pytest.raises(ConfigError, match="null_scheduled_check_interval"):
+        load_settings(environ={ENV: text})
 
 
 def test_a_real_supervisor_warns_once_per_row_and_the_fix_runs_it(start, records, db):
     stuck = _null_scheduled(db, "stuck")
-    sup = start("--queues=*:1", env={stuck_rows.INTERVAL_ENV: "0.2"})
+    sup = start("--queues=*:1", env={ENV: "0.2"})
     sup.wait_ready()
     assert wait_for(lambda: _warnings_for(sup.output(), stuck) == 1, 30), sup.output()
 

@@ -6,6 +6,16 @@ once serialise instead of racing; running it again is a no-op. Tables that GoodJ
 migrations created are adopted: every statement is ``IF NOT EXISTS``, and every index that GoodJob
 also has carries GoodJob's name and definition, so ``migrate`` adds only what GoodJob lacks.
 
+``migrate(concurrently=True)`` (``goodjob-supervisor migrate --concurrently``) is for a large live
+``good_jobs`` (a Rails app adopting goodjob_mp): each pending migration runs its tables and
+columns in a transaction, then builds each of its indexes (and the ``--goodjob-indexes`` set)
+with ``CREATE INDEX CONCURRENTLY IF NOT EXISTS``, one at a time outside a transaction, so
+enqueues, claims and finishes go on while they build. Each version is recorded once all its
+statements are done, and every statement is ``IF NOT EXISTS``, so an interrupted run resumes
+where it stopped. Either way, an INVALID index of the same name (left by a failed or cancelled
+concurrent build, which ``IF NOT EXISTS`` would otherwise skip forever) is dropped and built
+again.
+
 Workers refuse a schema that lacks a table, column or unique index they need. A pending migration
 that only builds plain indexes or sets a fillfactor does not stop them (it makes queries faster,
 not possible), nor does a pending one whose tables, columns and unique indexes are all there
@@ -67,29 +77,132 @@ def pending_migrations(conn: psycopg.Connection) -> list[str]:
     return [version for version, _ in available_migrations() if version not in applied]
 
 
-def migrate(conn: psycopg.Connection, *, goodjob_indexes: bool = False) -> list[str]:
-    """Apply pending migrations in one transaction; return the versions applied."""
+def migrate(
+    conn: psycopg.Connection, *, goodjob_indexes: bool = False, concurrently: bool = False
+) -> list[str]:
+    """Apply pending migrations in one transaction; return the versions applied.
+
+    ``concurrently``: build the migrations' indexes with ``CREATE INDEX CONCURRENTLY`` instead,
+    outside a transaction (see the module docstring); ``conn`` must then not be inside a
+    transaction."""
+    if concurrently:
+        return _migrate_concurrently(conn, goodjob_indexes)
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATE_LOCK_KEY,))
-        found = conn.execute(TABLE_EXISTS, ("good_jobs",)).fetchone()
-        adopted = bool(found and found[0])
-        conn.execute(CREATE_MIGRATIONS_TABLE)
-        applied = {row[0] for row in conn.execute(APPLIED_VERSIONS)}
-        log.debug("migrate: versions already applied: %s", ", ".join(sorted(applied)) or "none")
+        applied = _start(conn)
         done = []
-        if adopted and not applied:
-            log.info("adopting good_job tables that already exist (created by GoodJob?)")
         for version, sql in available_migrations():
             if version in applied:
                 continue
-            conn.execute(sql)
-            conn.execute(RECORD_VERSION, (version,))
-            log.info("applied migration %s", version)
+            _apply(conn, version, sql)
             done.append(version)
         if goodjob_indexes:
+            _drop_invalid(conn, goodjob_index_sql(), concurrently=False)
             conn.execute(goodjob_index_sql())
             log.info("created GoodJob's full index set (where missing)")
     return done
+
+
+def _start(conn: psycopg.Connection) -> set[str]:
+    """The migrations table (made if missing) and the versions it records."""
+    found = conn.execute(TABLE_EXISTS, ("good_jobs",)).fetchone()
+    adopted = bool(found and found[0])
+    conn.execute(CREATE_MIGRATIONS_TABLE)
+    applied = {row[0] for row in conn.execute(APPLIED_VERSIONS)}
+    log.debug("migrate: versions already applied: %s", ", ".join(sorted(applied)) or "none")
+    if adopted and not applied:
+        log.info("adopting good_job tables that already exist (created by GoodJob?)")
+    return applied
+
+
+def _apply(conn: psycopg.Connection, version: str, sql: str) -> None:
+    """One migration and its record, in the caller's transaction."""
+    _drop_invalid(conn, sql, concurrently=False)
+    conn.execute(sql)
+    conn.execute(RECORD_VERSION, (version,))
+    log.info("applied migration %s", version)
+
+
+def _migrate_concurrently(conn: psycopg.Connection, goodjob_indexes: bool) -> list[str]:
+    if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+        raise RuntimeError("migrate(concurrently=True) needs a connection outside a transaction")
+    autocommit = conn.autocommit
+    conn.autocommit = True
+    # A session lock: the concurrent builds cannot run inside the transaction an xact lock needs.
+    conn.execute("SELECT pg_advisory_lock(%s)", (MIGRATE_LOCK_KEY,))
+    try:
+        with conn.transaction():
+            applied = _start(conn)
+        done = []
+        for version, sql in available_migrations():
+            if version in applied:
+                continue
+            # Tables and columns first, in a transaction; then each index on its own.
+            others = [st for st in statements(sql) if not _INDEX.match(st)]
+            if others:
+                with conn.transaction():
+                    for statement in others:
+                        conn.execute(statement)
+            _build_concurrently(conn, sql)
+            conn.execute(RECORD_VERSION, (version,))
+            log.info("applied migration %s (indexes built concurrently)", version)
+            done.append(version)
+        if goodjob_indexes:
+            _build_concurrently(conn, goodjob_index_sql())
+            log.info("created GoodJob's full index set (where missing, concurrently)")
+        return done
+    finally:
+        try:
+            conn.execute("SELECT pg_advisory_unlock(%s)", (MIGRATE_LOCK_KEY,))
+            conn.autocommit = autocommit
+        except psycopg.Error:
+            pass  # a broken connection: the session, and its lock, end with it
+
+
+# --- indexes built concurrently, and INVALID leftovers ------------------------------------------
+
+_INDEX = re.compile(
+    r"CREATE\s+(?:UNIQUE\s+)?INDEX\s+IF\s+NOT\s+EXISTS\s+(\w+)\s+ON\s", re.IGNORECASE
+)
+# Only an index that exists and is not valid: indisvalid false (a concurrent build that failed,
+# was cancelled or is still running elsewhere; the migrate lock rules out a build of ours).
+INVALID_INDEX = "SELECT NOT indisvalid FROM pg_index WHERE indexrelid = to_regclass(%s)"
+
+
+def _indexes(sql: str) -> list[tuple[str, str]]:
+    """(statement, index name) for every ``CREATE [UNIQUE] INDEX IF NOT EXISTS``."""
+    return [(st, m[1]) for st in statements(sql) if (m := _INDEX.match(st))]
+
+
+def _is_invalid(conn: psycopg.Connection, name: str) -> bool:
+    row = conn.execute(INVALID_INDEX, (name,)).fetchone()
+    return bool(row and row[0])
+
+
+def _drop_invalid(conn: psycopg.Connection, sql: str, *, concurrently: bool) -> None:
+    for _, name in _indexes(sql):
+        if _is_invalid(conn, name):
+            log.warning("index %s is INVALID (a failed concurrent build?): building it again", name)
+            how = "CONCURRENTLY " if concurrently else ""
+            conn.execute(f"DROP INDEX {how}IF EXISTS {name}")
+
+
+def _build_concurrently(conn: psycopg.Connection, sql: str) -> None:
+    """Each index of ``sql`` with ``CREATE INDEX CONCURRENTLY IF NOT EXISTS`` (autocommit).
+    A build that fails leaves an INVALID index: it is dropped at once when possible (else by
+    the next run), and the error is raised."""
+    for statement, name in _indexes(sql):
+        _drop_invalid(conn, statement, concurrently=True)
+        concurrent = re.sub(r"INDEX\s+IF", "INDEX CONCURRENTLY IF", statement, count=1)
+        try:
+            conn.execute(concurrent)
+        except psycopg.Error:
+            try:
+                if not conn.closed and _is_invalid(conn, name):
+                    conn.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {name}")
+            except psycopg.Error as cleanup_error:
+                log.warning("could not drop the INVALID index %s: %s", name, cleanup_error)
+            raise
 
 
 # --- what a pending migration means for a worker -------------------------------------------------

@@ -189,7 +189,10 @@ class Arbiter:
             made.append(duty_mod.Heartbeat(self.registry, s.heartbeat_interval))
         if s.dead_process_timeout > 0:
             made.append(duty_mod.Sweep(self.registry, s.dead_process_timeout))
-        made.append(stuck_rows.NullScheduledCheck(self.registry))
+        if s.null_scheduled_check_interval > 0:
+            made.append(
+                stuck_rows.NullScheduledCheck(self.registry, s.null_scheduled_check_interval)
+            )
         if self.cron is not None:
             made.append(duty_mod.Cron(self.cron, active=lambda: not self.draining))
         if s.max_memory is not None:

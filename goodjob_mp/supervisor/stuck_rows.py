@@ -3,10 +3,10 @@
 GoodJob claims only rows with ``scheduled_at <= now`` (``Job.only_scheduled``), and so do our
 claims (``job_store._RUNNABLE``): a row whose ``scheduled_at`` is NULL (written by hand, by a
 script, or by another tool) waits forever without a word. The claim stays as GoodJob's, and its
-indexes unchanged; instead, once a minute, this duty reads up to ``LIMIT`` such rows and logs one
-WARNING per row id, naming the job, its class and queue and the fix. Each id is logged once per
-supervisor process (remembered in a bounded set; past ``SEEN_MAX`` ids the oldest may be named
-again).
+indexes unchanged; instead, every ``Settings.null_scheduled_check_interval`` seconds (60; -1: no
+check), this duty reads up to ``LIMIT`` such rows and logs one WARNING per row id, naming the
+job, its class and queue and the fix. Each id is logged once per supervisor process (remembered
+in a bounded set; past ``SEEN_MAX`` ids the oldest may be named again).
 
 The read uses the supervisor's registry connection (as the sweep does; an outage is logged there
 and the check retried next time), under a short statement timeout, and is served by the partial
@@ -18,9 +18,7 @@ never the table. Never writes.
 from __future__ import annotations
 
 import logging
-import os
 import uuid
-from collections.abc import Mapping
 from typing import Any
 
 import psycopg
@@ -29,9 +27,6 @@ from goodjob_mp.supervisor.duties import Every
 
 log = logging.getLogger("goodjob_mp.supervisor")
 
-EVERY = 60.0
-# Seconds between checks; -1 disables the check. Mostly for tests, which cannot wait a minute.
-INTERVAL_ENV = "GOOD_JOB_NULL_SCHEDULED_CHECK_INTERVAL"
 LIMIT = 100
 SEEN_MAX = 10_000
 
@@ -45,21 +40,6 @@ LIMIT %(limit)s
 STATEMENT_TIMEOUT = "SET LOCAL statement_timeout = '2s'"
 
 FIX = "goodjob-supervisor jobs reschedule {id}"
-
-
-def interval_from_env(environ: Mapping[str, str]) -> float:
-    """The check's interval from ``INTERVAL_ENV``: ``EVERY`` when unset or unreadable."""
-    text = environ.get(INTERVAL_ENV, "").strip()
-    if not text:
-        return EVERY
-    try:
-        value = float(text)
-    except ValueError:
-        value = float("nan")
-    if value == -1 or value > 0:
-        return value
-    log.warning("%s=%r: use seconds > 0 or -1 (off); checking every %gs", INTERVAL_ENV, text, EVERY)
-    return EVERY
 
 
 def warning_text(job_id: uuid.UUID, job_class: str | None, queue_name: str | None) -> str:
@@ -91,14 +71,12 @@ class NullScheduledCheck(Every):
 
     name = "null scheduled_at check"
 
-    def __init__(self, registry: Any, interval: float | None = None, limit: int = LIMIT) -> None:
+    def __init__(self, registry: Any, interval: float, limit: int = LIMIT) -> None:
+        """``interval``: ``Settings.null_scheduled_check_interval`` (> 0; at -1 the arbiter
+        makes no check)."""
         super().__init__()
-        self.registry, self.limit = registry, limit
-        self.interval = interval_from_env(os.environ) if interval is None else interval
+        self.registry, self.limit, self.interval = registry, limit, interval
         self._seen: dict[uuid.UUID, None] = {}  # insertion-ordered: the oldest go first
-
-    def next_deadline(self) -> float | None:
-        return None if self.interval <= 0 else super().next_deadline()
 
     def act(self, now: float) -> None:
         seen = list(self._seen)

@@ -78,3 +78,20 @@ class RubyPausableJob < RubyLedgerJob; end
 class RubyLabeledJob < RubyLedgerJob
   include GoodJob::ActiveJobExtensions::Labels
 end
+
+class RetryCountFirstError < StandardError; end
+class RetryCountError < StandardError; end
+
+# Two retry_on rules, each with its own count in exception_executions: the first execution
+# raises RetryCountFirstError, later ones RetryCountError; a rule waits its count in hours.
+# tests/test_retry_counts.py defines the same job in Python.
+class RubyRetryCountJob < ActiveJob::Base
+  retry_on RetryCountFirstError, wait: ->(count) { count * 3600 }, attempts: 10
+  retry_on RetryCountError, wait: ->(count) { count * 3600 }, attempts: 4
+
+  def perform(*)
+    raise RetryCountFirstError, "first" if executions == 1
+
+    raise RetryCountError, "again #{executions}"
+  end
+end

@@ -8,6 +8,7 @@
 #   enqueue:CLASS:QUEUE:COUNT[:FIRST_ARG[:SLEEP_SECONDS[:LABEL]]]
 #                                         COUNT jobs with GoodJob::Bulk (one insert_all per 500),
 #                                         arguments FIRST_ARG + i and SLEEP_SECONDS; prints their ids
+#   perform:QUEUE                         GoodJob.perform_inline(QUEUE, limit: 1): one due job
 #   cleanup                               GoodJob's sweep of dead process rows, as a capsule runs it
 #                                         every ~30 s: prints the ids it judged inactive, then runs
 #                                         GoodJob::Process.cleanup
@@ -36,12 +37,14 @@ ARGV.each do |step|
           { "paused" => GoodJob::Setting.paused }
         when "enqueue"
           { "ids" => enqueue(*args.fill(nil, args.size...6)) }
+        when "perform"
+          { "performed" => GoodJob.perform_inline(args.first, limit: 1) && true }
         when "cleanup"
           inactive = GoodJob::Process.inactive.pluck(:id)
           GoodJob::Process.cleanup
           { "inactive" => inactive }
         else
-          abort "unknown step #{step.inspect}: pause, unpause, enqueue or cleanup"
+          abort "unknown step #{step.inspect}: pause, unpause, enqueue, perform or cleanup"
         end
   puts JSON.generate({ "step" => step }.merge(out))
   $stdout.flush
