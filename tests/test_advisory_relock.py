@@ -97,6 +97,7 @@ def test_a_buffered_job_whose_lock_was_taken_in_the_gap_is_handed_back(
         for _ in range(10):
             J.noop.perform_later()
         assert wait_for(lambda: worker.succeeded == 10)
+        worker._avg_duration = J.SHORT_JOB_SECONDS  # what they measure on an idle box
         running = J.gated.perform_later("running")
         assert wait_for(lambda: J.lines(records, "started") == ["running"])
         waiting = {tag: J.remember.perform_later(tag) for tag in ("x1", "x2", "x3")}

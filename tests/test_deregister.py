@@ -136,3 +136,20 @@ def test_jobs_whose_owner_has_no_row_are_freed_after_the_timeout(db, registry):
     assert registry.sweep(20.0) == 1
     assert locked_by(db, old) is None
     assert locked_by(db, fresh) is not None  # locked a moment ago: its owner may be registering
+
+
+def test_shutdown_returns_with_the_process_lock_released(db):
+    """The process lock is the fetcher session's: shutdown releases it. Closing the session
+    alone frees it only once the server process has exited, which can be after shutdown
+    returned (a sweep or a GoodJob dashboard would still see the process alive)."""
+    worker = Worker(load_settings({"max_threads": 1})).start()
+    fetch = worker._fetch_conn
+    assert fetch is not None
+    close = fetch.close
+    fetch.close = lambda: None  # type: ignore[method-assign]  # its backend has not exited yet
+    try:
+        assert lock_holders(db, worker.process_id) == [fetch.info.backend_pid]
+        assert worker.shutdown(10)
+        assert lock_holders(db, worker.process_id) == []
+    finally:
+        close()
