@@ -9,6 +9,10 @@ from pathlib import Path
 import goodjob_mp as gj
 
 RECORD_DIR_ENV = "GJ_TEST_RECORD_DIR"
+# A measured average job duration this short makes a worker's next claim take a whole batch
+# into its buffer (goodjob_mp.worker.batching). Tests that need a buffer set it on the worker
+# after a quick job: on a loaded box that job can measure slower than the claim's horizon.
+SHORT_JOB_SECONDS = 0.001
 
 
 def record(name: str, value: str = "") -> None:

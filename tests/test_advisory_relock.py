@@ -97,6 +97,7 @@ def test_a_buffered_job_whose_lock_was_taken_in_the_gap_is_handed_back(
         for _ in range(10):
             J.noop.perform_later()
         assert wait_for(lambda: worker.succeeded == 10)
+        worker._avg_duration = J.SHORT_JOB_SECONDS  # what they measure on an idle box
         running = J.gated.perform_later("running")
         assert wait_for(lambda: J.lines(records, "started") == ["running"])
         waiting = {tag: J.remember.perform_later(tag) for tag in ("x1", "x2", "x3")}
@@ -123,7 +124,8 @@ def test_a_buffered_job_whose_lock_was_taken_in_the_gap_is_handed_back(
             assert fetcher_pid(worker) != old
             row = "SELECT locked_by_id, finished_at FROM good_jobs WHERE id = %s"
             assert wait_for(lambda: db.execute(row, (taken,)).fetchone() == (None, None))
-        assert "handed back 1" in caplog.text
+            # Logged by the fetcher just after the hand-back commits: wait for it too.
+            assert wait_for(lambda: "handed back 1" in caplog.text)
 
         J.open_gate(records, "running")
         assert wait_for(lambda: sorted(J.lines(records, "remember")) == ["x1", "x3"])

@@ -6,7 +6,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-import time
 from zoneinfo import ZoneInfo
 
 import psycopg
@@ -27,6 +26,7 @@ from goodjob_mp.cron import (
     runs_between,
 )
 from goodjob_mp.db import connection
+from tests.waiting import backend_gone
 
 UTC = dt.timezone.utc
 NY = ZoneInfo("America/New_York")
@@ -355,13 +355,6 @@ def _minutes(start: dt.datetime, end: dt.datetime) -> list[dt.datetime]:
     return out
 
 
-def _wait_backend_gone(db, pid: int) -> None:
-    deadline = time.monotonic() + 10
-    while db.execute("SELECT 1 FROM pg_stat_activity WHERE pid = %s", (pid,)).fetchone():
-        assert time.monotonic() < deadline, "terminated backend did not go away"
-        time.sleep(0.02)
-
-
 MINUTELY = {"minutely": {**VALID, "cron": "* * * * *"}, "hourly": {**VALID, "cron": "@hourly"}}
 START = utc(2026, 5, 1, 9, 59, 55)
 END = utc(2026, 5, 1, 11, 0, 0)
@@ -405,7 +398,7 @@ def test_killed_leader_hands_over_and_graceful_period_fills_the_gap(db):
         # restarting) for ten minutes before its next tick.
         pid = a._conn.info.backend_pid
         db.execute("SELECT pg_terminate_backend(%s)", (pid,))
-        _wait_backend_gone(db, pid)
+        assert backend_gone(db, pid)
         clock.advance(600)
         _run(clock, [b], END)
         assert b.is_leader
@@ -424,7 +417,7 @@ def test_connection_loss_hands_over_within_a_retry(db):
         leader, other = (a, b) if a.is_leader else (b, a)
         pid = leader._conn.info.backend_pid
         db.execute("SELECT pg_terminate_backend(%s)", (pid,))
-        _wait_backend_gone(db, pid)
+        assert backend_gone(db, pid)
         leader.tick()  # finds its connection gone
         assert not leader.is_leader
         other.tick()

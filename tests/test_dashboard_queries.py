@@ -13,6 +13,7 @@ from goodjob_mp.cron import parse_entries
 from goodjob_mp.db import admin
 from goodjob_mp.db.processes import register_process
 from tests.dashboard_support import NOW, add_execution, load_goodjob_reference, make_job
+from tests.waiting import backend_gone
 
 STATES = ("scheduled", "retried", "queued", "running", "succeeded", "discarded")
 
@@ -217,6 +218,8 @@ def test_a_job_held_by_goodjobs_advisory_lock_is_left_alone(db, database_url):
     with psycopg.connect(database_url, autocommit=True) as rails:
         rails.execute("SELECT pg_advisory_lock(%s)", (key,))
         assert admin.apply_action(db, "discard", [job_id]) == []
+        rails_pid = rails.info.backend_pid
+    assert backend_gone(db, rails_pid)  # its lock goes with the server process, not the close
     assert admin.apply_action(db, "discard", [job_id]) == [job_id]
 
 

@@ -20,6 +20,7 @@ from goodjob_mp.db.processes import GOODJOB_EXPIRED_INTERVAL, ProcessRow, is_dea
 from goodjob_mp.supervisor.maintenance import Registry
 from tests.goodjob_emulation import goodjob_key
 from tests.reference import REFERENCE_DIR
+from tests.waiting import backend_gone
 
 TIMEOUT = 20.0  # dead_process_timeout
 
@@ -158,7 +159,9 @@ def test_our_row_is_alive_while_locked_and_dead_once_unlocked_and_stale(db, regi
     )
     assert registry.sweep(TIMEOUT) == 0  # stale heartbeat, but the lock is held: alive
 
+    worker_pid = worker_conn.info.backend_pid
     worker_conn.close()  # the process dies: Postgres drops its lock
+    assert backend_gone(db, worker_pid)
     db.execute("UPDATE good_job_processes SET updated_at = %s WHERE id = %s", (utcnow(), ours))
     assert registry.sweep(TIMEOUT) == 0  # lock gone, heartbeat fresh: not yet
     db.execute(

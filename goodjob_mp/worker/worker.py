@@ -612,7 +612,7 @@ class Worker:
                 # Kept when the row stays: whoever hands its jobs back still needs it.
                 self._journal.close(remove=deregistered)
             if self._fetch_conn is not None:
-                self._fetch_conn.close()
+                self._close_fetch_session(self._fetch_conn)
             self._stopped.set()
 
     def _connect_completer(self) -> psycopg.Connection:
@@ -712,6 +712,16 @@ class Worker:
             if conn.broken:
                 return connect()
         return conn
+
+    def _close_fetch_session(self, conn: psycopg.Connection) -> None:
+        """Release the fetcher session's advisory locks (the process lock: it registered there),
+        then close it: closing alone frees them only once the server process has exited, which
+        can be after ``shutdown`` returns."""
+        with self._locks.session:
+            if not (conn.closed or conn.broken):
+                with contextlib.suppress(psycopg.Error):
+                    conn.execute("SELECT pg_advisory_unlock_all()")
+            conn.close()
 
     def _deregister(self, conn: psycopg.Connection) -> bool:
         try:
