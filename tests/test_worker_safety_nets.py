@@ -4,6 +4,8 @@ never started."""
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 import goodjob_mp as gj
@@ -99,6 +101,17 @@ def test_a_completer_that_cannot_connect_at_start_waits_for_the_database(db, mon
 
 def test_a_completer_that_fails_at_start_still_reports_the_worker_stopped(db, monkeypatch):
     _completer_connect_fails(monkeypatch, RuntimeError("a bug"), 1)
+    from goodjob_mp.worker import worker as worker_module
+
+    # A slow log write (a loaded box) between the stop being reported and the thread's guard
+    # recording the error: the error must be there already when join_stopped() returns.
+    real_exception = worker_module.log.exception
+
+    def slow_exception(*args, **kwargs):
+        time.sleep(0.5)
+        real_exception(*args, **kwargs)
+
+    monkeypatch.setattr(worker_module.log, "exception", slow_exception)
     worker = Worker(load_settings({"max_threads": 1})).start()
     # The worker stops (its completer is gone) and says so, rather than hanging its shutdown.
     assert worker.join_stopped(10)

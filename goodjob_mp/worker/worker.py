@@ -603,6 +603,11 @@ class Worker:
                     conn = self._write_guarded(conn, batch)
                     if cleaner.record(sum(r.finished for r in batch)):
                         conn = self._cleanup(conn)
+        except BaseException as exc:
+            # Recorded before `_stopped` is set below: whoever join_stopped() wakes sees why
+            # (the guard, which logs it, runs only after this finally).
+            self.fatal_error = exc
+            raise
         finally:
             # Without a connection the row stays: the sweep hands our jobs back once we are gone.
             deregistered = conn is not None and self._deregister(conn)
