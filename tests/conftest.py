@@ -77,3 +77,15 @@ def _fresh_configuration():
     config.reset_configuration()
     yield
     config.reset_configuration()
+
+
+@pytest.fixture()
+def registry(db):
+    """A supervisor's process row, registered (``Registry.open``) and deregistered after."""
+    from goodjob_mp.supervisor.maintenance import Registry
+
+    reg = Registry(uuid.uuid4(), lambda: {"pid": 0})
+    reg.open()
+    yield reg
+    reg.deregister()
+    connection.close_thread_connection()

@@ -15,7 +15,6 @@ import goodjob_mp as gj
 from goodjob_mp.config import load_settings
 from goodjob_mp.db import processes
 from goodjob_mp.db.job_store import utcnow
-from goodjob_mp.supervisor.maintenance import Registry
 from goodjob_mp.worker.worker import Worker
 from tests import jobs_for_tests as J
 from tests.test_liveness import insert_locked_job, locked_by, process_ids
@@ -51,14 +50,6 @@ def refuse_release(db):
 
     yield allow
     allow()
-
-
-@pytest.fixture()
-def registry(db):
-    reg = Registry(uuid.uuid4(), lambda: {"pid": 0})
-    reg.open()
-    yield reg
-    reg.deregister()
 
 
 def age_row(db: psycopg.Connection, process_id: uuid.UUID, seconds: float) -> None:

@@ -13,7 +13,6 @@ import pytest
 from goodjob_mp.config import load_settings
 from goodjob_mp.db import processes
 from goodjob_mp.db.job_store import utcnow
-from goodjob_mp.supervisor.maintenance import Registry
 from goodjob_mp.worker.worker import Worker
 from tests import jobs_for_tests as J
 from tests.test_registry_lock import lock_holders
@@ -24,14 +23,6 @@ from tests.waiting import wait_for
 def records(tmp_path, monkeypatch):
     monkeypatch.setenv(J.RECORD_DIR_ENV, str(tmp_path))
     return tmp_path
-
-
-@pytest.fixture()
-def registry(db):
-    reg = Registry(uuid.uuid4(), lambda: {"pid": 0})
-    reg.open()
-    yield reg
-    reg.deregister()
 
 
 def age_row(db, process_id: uuid.UUID, seconds: float) -> None:

@@ -11,9 +11,7 @@ import pytest
 
 import goodjob_mp as gj
 from goodjob_mp.config import ConfigError, load_settings
-from goodjob_mp.db.connection import close_thread_connection
 from goodjob_mp.supervisor import stuck_rows
-from goodjob_mp.supervisor.maintenance import Registry
 from tests import jobs_for_tests as J
 from tests.supervising import *  # noqa: F403 - the start and records fixtures
 from tests.supervising import CLI, ROOT
@@ -33,15 +31,6 @@ def _null_scheduled(db, tag: str) -> uuid.UUID:
 
 def _warnings_for(text: str, job_id: uuid.UUID) -> int:
     return sum(1 for line in text.splitlines() if f"job {job_id} " in line and "WARN" in line)
-
-
-@pytest.fixture()
-def registry(db):
-    reg = Registry(uuid.uuid4(), lambda: {"pid": 0})
-    reg.open()
-    yield reg
-    reg.deregister()
-    close_thread_connection()
 
 
 def test_the_check_names_each_row_once_across_runs(db, registry, caplog):

@@ -21,14 +21,6 @@ def supervisor_records(caplog, level: int) -> list[logging.LogRecord]:
 
 
 @pytest.fixture()
-def registry(db):
-    reg = Registry(uuid.uuid4(), lambda: {"pid": 0})
-    reg.open()
-    yield reg
-    reg.deregister()
-
-
-@pytest.fixture()
 def unreachable_database(monkeypatch, database_url):
     """Point new connections at a port nobody listens on; yield a function that restores it."""
     monkeypatch.setenv("GOOD_JOB_DATABASE_URL", "postgresql://root@127.0.0.1:1/nowhere")
