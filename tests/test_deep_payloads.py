@@ -146,6 +146,52 @@ def test_safe_loads_turns_a_too_deep_value_into_a_marker():
     assert loads(b'{"a": [1]}') == {"a": [1]}
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"a": [1, 2.5, null, true], "b": "\\u00e9"}',
+        "[]",
+        "3",
+        '"x"',
+        ' {"a": 1}',  # leading and trailing whitespace: the fast path steps aside
+        '{"a": 1} ',
+        '{"a": 1}\n',
+        '{"a": 1} {"b": 2}',  # extra data
+        '{"a": 1',  # truncated
+        "",
+        "nan",
+        "NaN",
+        "\ufeff{}",  # a BOM
+    ],
+)
+def test_loads_gives_exactly_what_json_loads_gives(text):
+    # jsonb.loads calls the C scanner directly for the common case; values and errors (type
+    # and message) must be json.loads's, for str and for bytes.
+    for data in (text, text.encode()):
+        try:
+            expected = json.loads(data)
+        except ValueError as exc:
+            with pytest.raises(type(exc)) as raised:
+                loads(data)
+            assert str(raised.value) == str(exc)
+        else:
+            value = loads(data)
+            assert value == expected or (value != value and expected != expected)  # NaN
+            assert type(value) is type(expected)
+
+
+def test_a_claim_decodes_serialized_params_on_first_use(db):
+    # The fetcher passes the text on; the thread that performs the job decodes it.
+    from goodjob_mp.db import job_store
+    from goodjob_mp.queues import QueueSelector
+
+    J.remember.perform_later("x")
+    (job,) = job_store.claim_jobs(db, QueueSelector("all", ()), uuid.uuid4(), 1)
+    assert isinstance(job.raw_params, str)
+    assert job.serialized_params["arguments"] == ["x"]
+    assert job.raw_params is job.serialized_params  # decoded once, then kept
+
+
 def test_reader_recursion_is_a_deserialization_error():
     # json.loads can decode this depth, the argument reader (two frames per level) cannot.
     depth = 700
