@@ -30,14 +30,7 @@ from goodjob_mp.db.jsonb import UnreadableJSON
 from goodjob_mp.features import concurrency as concurrency_policy
 from goodjob_mp.features.batches import locate_arguments
 from goodjob_mp.features.concurrency import Concurrency
-from goodjob_mp.jobs import (
-    Job,
-    RetryOn,
-    UnknownJobClassError,
-    importable_packages,
-    lookup,
-    registered,
-)
+from goodjob_mp.jobs import Job, RetryOn, UnknownJobClassError, importable_packages, lookup
 from goodjob_mp.serialization import DeserializationError, GlobalID, deserialize_arguments
 from goodjob_mp.timeouts import time_limit
 
@@ -298,10 +291,7 @@ def _begin(job: ClaimedJob, settings: Settings) -> Prepared | JobResult:
             raise DeserializationError(
                 f"serialized_params of job {job.id} is not an Active Job payload: {params!r:.200}"
             )
-        # A registered class (every job after its class's first) needs no import policy.
-        job_cls = registered(job_class or "") or lookup(
-            job_class or "", import_under=_importable(settings)
-        )
+        job_cls = lookup(job_class or "", import_under=_importable(settings))
         args, kwargs = deserialize_arguments(params.get("arguments") or [])
         if args and any(type(a) is GlobalID for a in args):
             args = locate_arguments(args)  # a batch callback's batch

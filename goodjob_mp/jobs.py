@@ -185,11 +185,6 @@ def _import_name(module: str) -> str:
     return module
 
 
-def registered(name: str) -> type[Job] | None:
-    """The job class registered under ``name`` in this process, if any (imports nothing)."""
-    return _registry.get(name)
-
-
 def lookup(name: str, *, import_under: Iterable[str] | None = None) -> type[Job]:
     """The job class for a ``job_class`` name; imports its module once if it is a dotted path.
 
@@ -516,15 +511,7 @@ class Job:
     @classmethod
     def is_async(cls) -> bool:
         """True for ``async def perform``: the worker runs it on its pool's event loop."""
-        # Asked for every job performed: the answer is kept on the class, for its perform (a
-        # perform replaced later is inspected again).
-        perform = cls.perform
-        known = cls.__dict__.get("_async_perform")
-        if known is not None and known[0] is perform:
-            return bool(known[1])
-        answer = inspect.iscoroutinefunction(perform)
-        type.__setattr__(cls, "_async_perform", (perform, answer))
-        return answer
+        return inspect.iscoroutinefunction(cls.perform)
 
     def rescue_with_handler(self, error: BaseException) -> bool:
         """Run the ``rescue_from`` handler for ``error``; False when there is none."""
