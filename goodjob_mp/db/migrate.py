@@ -161,9 +161,8 @@ def _migrate_concurrently(conn: psycopg.Connection, goodjob_indexes: bool) -> li
 
 # --- indexes built concurrently, and INVALID leftovers ------------------------------------------
 
-_INDEX = re.compile(
-    r"CREATE\s+(?:UNIQUE\s+)?INDEX\s+IF\s+NOT\s+EXISTS\s+(\w+)\s+ON\s", re.IGNORECASE
-)
+# Every index a migration builds: group 1 is "UNIQUE " or None, group 2 the index's name.
+_INDEX = re.compile(r"CREATE\s+(UNIQUE\s+)?INDEX\s+IF\s+NOT\s+EXISTS\s+(\w+)\s+ON\s", re.IGNORECASE)
 # Only an index that exists and is not valid: indisvalid false (a concurrent build that failed,
 # was cancelled or is still running elsewhere; the migrate lock rules out a build of ours).
 INVALID_INDEX = "SELECT NOT indisvalid FROM pg_index WHERE indexrelid = to_regclass(%s)"
@@ -171,7 +170,7 @@ INVALID_INDEX = "SELECT NOT indisvalid FROM pg_index WHERE indexrelid = to_regcl
 
 def _indexes(sql: str) -> list[tuple[str, str]]:
     """(statement, index name) for every ``CREATE [UNIQUE] INDEX IF NOT EXISTS``."""
-    return [(st, m[1]) for st in statements(sql) if (m := _INDEX.match(st))]
+    return [(st, m[2]) for st in statements(sql) if (m := _INDEX.match(st))]
 
 
 def _is_invalid(conn: psycopg.Connection, name: str) -> bool:
@@ -208,10 +207,6 @@ def _build_concurrently(conn: psycopg.Connection, sql: str) -> None:
 # --- what a pending migration means for a worker -------------------------------------------------
 
 _COMMENT = re.compile(r"--[^\n]*")
-_PLAIN_INDEX = re.compile(r"CREATE\s+INDEX\s+IF\s+NOT\s+EXISTS\s+\w+\s+ON\s", re.IGNORECASE)
-_UNIQUE_INDEX = re.compile(
-    r"CREATE\s+UNIQUE\s+INDEX\s+IF\s+NOT\s+EXISTS\s+(\w+)\s+ON\s", re.IGNORECASE
-)
 _CREATE_TABLE = re.compile(
     r"CREATE\s+TABLE\s+IF\s+NOT\s+EXISTS\s+(\w+)\s*\((.*)\)$", re.IGNORECASE | re.DOTALL
 )
@@ -235,7 +230,8 @@ def statements(sql: str) -> list[str]:
 
 
 def _tunes(statement: str) -> bool:
-    return bool(_PLAIN_INDEX.match(statement) or _STORAGE.match(statement))
+    index = _INDEX.match(statement)
+    return bool((index and not index[1]) or _STORAGE.match(statement))
 
 
 def only_builds_indexes(sql: str) -> bool:
@@ -257,8 +253,8 @@ def objects_created(sql: str) -> tuple[dict[str, set[str]], set[str]] | None:
             columns.setdefault(table[1], set()).update(names)
         elif alter := _ALTER_TABLE.match(statement):
             columns.setdefault(alter[1], set()).update(_ADD_COLUMN.findall(statement))
-        elif index := _UNIQUE_INDEX.match(statement):
-            unique.add(index[1])
+        elif (index := _INDEX.match(statement)) and index[1]:
+            unique.add(index[2])
         elif not _tunes(statement):
             return None
     return columns, unique
