@@ -113,6 +113,19 @@ def with_db(url: str, name: str) -> str:
     return psycopg.conninfo.make_conninfo(**info)
 
 
+def create_database(server: str, prefix: str = "goodjob_bench") -> tuple[str, str]:
+    """A fresh database on ``server``: its name and its URL (drop it with ``drop_database``)."""
+    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(server, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    return name, with_db(server, name)
+
+
+def drop_database(server: str, name: str) -> None:
+    with psycopg.connect(server, autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
 def unfinished(conn: psycopg.Connection) -> int:
     return conn.execute("SELECT count(*) FROM good_jobs WHERE finished_at IS NULL").fetchone()[0]
 
@@ -644,10 +657,7 @@ def main() -> None:
         parser.error(f"unknown sections {sorted(unknown)}")
 
     server = server_url()
-    name = f"goodjob_bench_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(server, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    url = with_db(server, name)
+    name, url = create_database(server, "goodjob_bench")
     os.environ["GOOD_JOB_DATABASE_URL"] = url
     connection.reset_database_url()
     results: dict[str, object] = {"code": str(CODE_ROOT), "jobs": jobs}
@@ -767,8 +777,7 @@ def main() -> None:
                 r["metrics_to_plain_drain_ratio"] = round(measured / plain, 3)
     finally:
         connection.close_thread_connection()
-        with psycopg.connect(server, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        drop_database(server, name)
     emit(results, args.json)
 
 

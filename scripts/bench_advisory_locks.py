@@ -28,7 +28,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
 import psycopg  # noqa: E402
-from bench import server_url, with_db  # noqa: E402
+from bench import create_database, drop_database, server_url  # noqa: E402
 
 from goodjob_mp.db import job_copy, job_store  # noqa: E402
 from goodjob_mp.db.migrate import migrate  # noqa: E402
@@ -65,11 +65,9 @@ def main() -> None:
     parser.add_argument("--json", help="write the results here too")
     args = parser.parse_args()
     server = server_url()
-    name = f"goodjob_bench_locks_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(server, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
+    name, url = create_database(server, "goodjob_bench_locks")
     try:
-        with psycopg.connect(with_db(server, name), autocommit=True) as conn:
+        with psycopg.connect(url, autocommit=True) as conn:
             migrate(conn)
             selector = parse_queue_selector("*")
             statements = {
@@ -83,8 +81,7 @@ def main() -> None:
                 for locks in (False, True) if r % 2 == 0 else (True, False):
                     times[locks].append(cycle(conn, statements[locks], args.batch))
     finally:
-        with psycopg.connect(server, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        drop_database(server, name)
     without, with_locks = statistics.median(times[False]), statistics.median(times[True])
     results = {
         "batch": args.batch,

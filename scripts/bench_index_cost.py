@@ -16,13 +16,12 @@ import json
 import os
 import statistics
 import sys
-import uuid
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import psycopg  # noqa: E402
-from bench import bench_drain, server_url, with_db  # noqa: E402
+from bench import bench_drain, create_database, drop_database, server_url  # noqa: E402
 
 from goodjob_mp.db import connection  # noqa: E402
 from goodjob_mp.db.migrate import migrate  # noqa: E402
@@ -39,10 +38,7 @@ def main() -> None:
     args = parser.parse_args()
 
     server = server_url()
-    name = f"goodjob_bench_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(server, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    url = with_db(server, name)
+    name, url = create_database(server, "goodjob_bench")
     os.environ["GOOD_JOB_DATABASE_URL"] = url
     connection.reset_database_url()
     rates: dict[str, dict[str, list[int]]] = {
@@ -67,8 +63,7 @@ def main() -> None:
                 print(f"round {number + 1}: {json.dumps(rates)}", file=sys.stderr, flush=True)
     finally:
         connection.close_thread_connection()
-        with psycopg.connect(server, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        drop_database(server, name)
     results: dict[str, object] = {"index": args.index, "jobs": args.jobs, "rates": rates}
     for kind in ("preserve_on", "preserve_off"):
         with_, without = rates["with"][kind], rates["without"][kind]

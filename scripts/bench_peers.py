@@ -58,7 +58,6 @@ import statistics
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import quote
@@ -96,18 +95,6 @@ def require_pgqueuer() -> None:
 
 
 # --- databases ----------------------------------------------------------------------------------
-
-
-def create_db(server: str, prefix: str) -> tuple[str, str]:
-    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(server, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    return name, bench.with_db(server, name)
-
-
-def drop_db(server: str, name: str) -> None:
-    with psycopg.connect(server, autocommit=True) as admin:
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def use_goodjob_db(url: str) -> None:
@@ -365,8 +352,8 @@ def main() -> None:
     server = bench.server_url()
     runs: dict[str, dict[str, list[float]]] = {f: {"gj": [], "pgq": []} for f in figures}
     for r in range(rounds):
-        gj_name, gj_url = create_db(server, "goodjob_peers_gj")
-        pgq_name, pgq_url = create_db(server, "goodjob_peers_pgq")
+        gj_name, gj_url = bench.create_database(server, "goodjob_peers_gj")
+        pgq_name, pgq_url = bench.create_database(server, "goodjob_peers_pgq")
         try:
             use_goodjob_db(gj_url)
             with psycopg.connect(gj_url, autocommit=True) as conn:
@@ -383,8 +370,8 @@ def main() -> None:
         finally:
             connection.close_thread_connection()
             connection.reset_database_url()
-            drop_db(server, gj_name)
-            drop_db(server, pgq_name)
+            bench.drop_database(server, gj_name)
+            bench.drop_database(server, pgq_name)
 
     results: dict[str, object] = {
         "code": str(bench.CODE_ROOT),

@@ -117,10 +117,7 @@ def main() -> None:
     parser.add_argument("--queues", default="default")
     args = parser.parse_args()
     server = bench.server_url()
-    name = f"goodjob_bench_wal_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(server, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    url = bench.with_db(server, name)
+    name, url = bench.create_database(server, "goodjob_bench_wal")
     os.environ["GOOD_JOB_DATABASE_URL"] = url
     connection.reset_database_url()
     try:
@@ -133,8 +130,7 @@ def main() -> None:
             print(json.dumps(result, indent=2))
     finally:
         connection.close_thread_connection()
-        with psycopg.connect(server, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        bench.drop_database(server, name)
 
 
 if __name__ == "__main__":
