@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import psycopg
 
-from goodjob_mp import events, inline
+from goodjob_mp import events, features, inline
 from goodjob_mp.config import Settings, current_settings
 from goodjob_mp.db.connection import enqueue_connection, enqueue_pool
 from goodjob_mp.db.job_copy import JobCopier, copy_jobs
@@ -126,7 +126,7 @@ def flush_enqueue_events() -> None:
         _emit(row)
 
 
-BULK_CHUNK = 1_000  # rows per COPY while a bulk() block on our own connection runs
+BULK_CHUNK = 1_000  # rows an enqueue hook wants to see, held and written together (bulk())
 
 
 @dataclass
@@ -143,16 +143,19 @@ class Bulk:
 
 
 class _Stream:
-    """A ``bulk()`` block on this process's own connection: every full chunk is COPYed as the
+    """A ``bulk()`` block on this process's own connection: its jobs go into one COPY as the
     block runs, in one transaction that commits when the block ends (an exception rolls it
-    back), so memory stays flat however many jobs it enqueues. The transaction opens with the
-    first full chunk (or at the end, for the last rows and the ``on_write`` actions)."""
+    back). Postgres takes each row while the block builds the next, and memory stays flat
+    however many jobs the block enqueues. Rows an enqueue hook wants to see (a concurrency
+    key's) wait in ``Bulk.rows`` and are written ``BULK_CHUNK`` at a time after their hooks."""
 
     def __init__(self, stack: contextlib.ExitStack) -> None:
         self._stack = stack
         self._copier: JobCopier | None = None
         self.kept: list[NewJob] = []  # for enqueue events and inline mode, only when needed
+        self.keep = False
         self.also: list[uuid.UUID] = []  # jobs the on_write actions enqueued (inline mode)
+        self._held_at: list[int] = []  # where the handles of Bulk.rows are in Bulk.jobs
 
     @property
     def opened(self) -> bool:
@@ -162,29 +165,47 @@ class _Stream:
         if self._copier is None:
             conn = self._stack.enter_context(_writing(None))
             self._stack.enter_context(conn.transaction())
-            self._copier = JobCopier(conn)
+            self._copier = self._stack.enter_context(JobCopier(conn))
+            self.keep = (
+                events.has_subscribers("enqueue") or current_settings().execution_mode == "inline"
+            )
         return self._copier
 
-    def write(self, collected: Bulk, rows: list[NewJob]) -> None:
-        """COPY ``rows``, the last ``len(rows)`` jobs of ``collected``, after the enqueue hooks;
-        the handles of rows a hook refused are replaced by ones that say so."""
+    def add(self, collected: Bulk, row: NewJob) -> None:
+        """Write ``row``, whose handle is the last of ``collected.jobs`` (or hold it)."""
+        if features.enqueue_hooks and features.hooks_want(row):
+            collected.rows.append(row)
+            self._held_at.append(len(collected.jobs) - 1)
+            if len(collected.rows) >= BULK_CHUNK:
+                self._write_held(collected)
+            return
+        (self._copier or self._open()).add(row)
+        if self.keep:
+            self.kept.append(row)
+
+    def _write_held(self, collected: Bulk) -> None:
+        """COPY the held rows after the enqueue hooks; the handles of rows a hook refused are
+        replaced by ones that say so."""
+        rows, at = collected.rows, self._held_at
+        collected.rows, self._held_at = [], []
         written = self._open().write(rows)
         if len(written) != len(rows):
-            del collected.jobs[len(collected.jobs) - len(rows) :]
-            collected.jobs.extend(_handle(row) for row in rows)
-        if events.has_subscribers("enqueue") or current_settings().execution_mode == "inline":
+            for index, row in zip(at, rows, strict=True):
+                if row.refused is not None:
+                    collected.jobs[index] = _handle(row)
+        if self.keep:
             self.kept.extend(written)
 
     def finish(self, collected: Bulk) -> None:
-        """Write the last rows, run the on_write actions, then the NOTIFYs, all in the
+        """Write the held rows, run the on_write actions, then the NOTIFYs, all in the
         stream's transaction; the commit follows as the stack closes."""
-        rows, collected.rows = collected.rows, []
-        if rows:
-            self.write(collected, rows)
+        if collected.rows:
+            self._write_held(collected)
         if collected.on_write:
-            conn = self._open().conn
+            copier = self._open()
+            copier.end()
             for action in collected.on_write:
-                self.also += action(conn)
+                self.also += action(copier.conn)
         if self._copier is not None:
             self._copier.notify()
 
@@ -300,14 +321,29 @@ def envelope_json(
 ) -> str:
     """``dumps(build_serialized_params(...))``, built from cached pieces (enqueue hot path):
     the keys and constants never change, and ids and ISO times need no escaping."""
+    scheduled = None if scheduled_at is None else _iso(scheduled_at)
+    return _envelope(
+        job_class, str(job_id), queue_name, priority, arguments, _iso(enqueued_at), scheduled
+    )
+
+
+def _envelope(
+    job_class: str,
+    id_text: str,
+    queue_name: str,
+    priority: int | None,
+    arguments: list[Any],
+    enqueued: str,
+    scheduled: str | None,
+) -> str:
     if type(priority) is int or priority is None:  # True == 1 must not share a cache entry
         head, middle = _envelope_parts(job_class, queue_name, priority)
     else:
         head, middle = _envelope_parts.__wrapped__(job_class, queue_name, priority)
     args = dumps(arguments) if arguments else "[]"
-    scheduled = "null" if scheduled_at is None else f'"{_iso(scheduled_at)}"'
-    enqueued = _iso(enqueued_at)
-    return f'{head}{job_id}{middle}{args}{_ENVELOPE_TAIL}{enqueued}","scheduled_at":{scheduled}}}'
+    scheduled_json = "null" if scheduled is None else f'"{scheduled}"'
+    tail = f'{_ENVELOPE_TAIL}{enqueued}","scheduled_at":{scheduled_json}}}'
+    return f"{head}{id_text}{middle}{args}{tail}"
 
 
 _ENVELOPE_TAIL = (
@@ -399,20 +435,30 @@ def new_row(
     ``priority`` null when unset) and GoodJob's columns (``DEFAULT_PRIORITY`` in its place).
     ``columns`` are the other ``NewJob`` fields (cron, batch ids)."""
     job_id = uuid.uuid4()
+    id_text = str(job_id)
+    created = now.isoformat(timespec="microseconds")
+    # The envelope's times are _iso's: the columns' text with a Z.
+    envelope = _envelope(
+        job_class,
+        id_text,
+        queue_name,
+        priority,
+        arguments,
+        created + "Z",
+        None if scheduled is None else _iso(scheduled),
+    )
     return NewJob(
         id=job_id,
         job_class=job_class,
         queue_name=queue_name,
         priority=DEFAULT_PRIORITY if priority is None else priority,
-        serialized_params=build_serialized_params(
-            job_class, job_id, queue_name, priority, arguments, now, scheduled
-        ),
-        params_json=envelope_json(
-            job_class, job_id, queue_name, priority, arguments, now, scheduled
-        ),
+        params_dict=None,  # decoded from the text if something reads it
+        params_json=envelope,
         scheduled_at=scheduled or now,
         created_at=now,
         labels=list(labels) if labels else None,
+        id_text=id_text,
+        created_text=created,
         **columns,
     )
 
@@ -486,13 +532,12 @@ def _write(row: NewJob, connection: psycopg.Connection | None) -> EnqueuedJob:
         row.batch_id = batch_id  # inside `with batch:` (features/batches.py)
     collected = _bulk.get()
     if collected is not None:
-        rows = collected.rows
-        rows.append(row)
         handle = _handle(row)
         collected.jobs.append(handle)
-        if collected.stream is not None and len(rows) >= BULK_CHUNK:
-            collected.rows = []
-            collected.stream.write(collected, rows)
+        if collected.stream is None:
+            collected.rows.append(row)
+        else:
+            collected.stream.add(collected, row)
         return handle
     _route(lambda conn: _insert_now(row, conn), connection)
     return _handle(row)

@@ -10,6 +10,7 @@ import pytest
 
 import goodjob_mp as gj
 from goodjob_mp.enqueue import BULK_CHUNK
+from tests.waiting import wait_for
 
 
 @gj.job(queue="bulk")
@@ -44,12 +45,20 @@ def test_bulk_memory_stays_flat_as_the_block_grows(db):
     assert count(db) == 55_000 + BULK_CHUNK
 
 
-def test_full_chunks_are_written_during_the_block_and_commit_at_its_end(db):
+def copied_so_far(db) -> int:
+    """Rows the server has taken from the COPY under way (any backend's)."""
+    found = db.execute("SELECT sum(tuples_processed) FROM pg_stat_progress_copy").fetchone()[0]
+    return int(found or 0)
+
+
+def test_rows_reach_the_server_during_the_block_and_commit_at_its_end(db):
     with gj.bulk() as b:
         for i in range(2 * BULK_CHUNK + 5):
             tiny.perform_later(i)
-        assert len(b.rows) == 5  # two chunks already sent
-        assert count(db) == 0  # ... but not committed
+        assert b.rows == []  # nothing held: no enqueue hook wants these rows
+        # The server stores them as they come (all but the last piece, not sent yet).
+        assert wait_for(lambda: copied_so_far(db) >= 2 * BULK_CHUNK - 100)
+        assert count(db) == 0  # ... but nothing is committed
     assert count(db) == 2 * BULK_CHUNK + 5
     assert len(b.jobs) == 2 * BULK_CHUNK + 5
     ids = {r[0] for r in db.execute("SELECT id FROM good_jobs")}
@@ -139,7 +148,7 @@ def test_a_batch_spanning_streamed_chunks_is_written_in_the_streams_transaction(
     with gj.bulk() as b, batch:
         for i in range(BULK_CHUNK + 3):
             tiny.perform_later(i)
-        assert len(b.rows) == 3  # one chunk already sent
+        assert b.rows == []  # sent as they came
     xids = db.execute(
         "SELECT DISTINCT xmin::text FROM good_jobs WHERE batch_id = %s"
         " UNION SELECT xmin::text FROM good_job_batches WHERE id = %s",
@@ -186,6 +195,65 @@ def test_enqueue_limits_apply_across_streamed_chunks_and_mark_their_handles(db):
     ids = {r[0] for r in db.execute("SELECT id FROM good_jobs")}
     assert ids == {h.id for h in b.jobs if h.enqueued}
     assert set(seen) == ids and len(seen) == len(ids)
+
+
+def test_rows_a_hook_wants_wait_for_it_while_the_others_stream_past(db):
+    """Limited and plain jobs alternate: the plain ones go straight into the COPY, the limited
+    ones are held until a chunk of them is full, and each refusal marks its own handle."""
+    from tests import jobs_for_concurrency as J
+
+    with gj.bulk() as b:
+        for i in range(BULK_CHUNK + 2):
+            J.report.perform_later("y" if i in (0, 1, 5, BULK_CHUNK + 1) else f"m{i}")
+            tiny.perform_later(i)
+        assert len(b.rows) == 2  # the limited rows of the second chunk
+    assert [i for i, h in enumerate(b.jobs) if not h.enqueued] == [10, 2 * (BULK_CHUNK + 1)]
+    assert all(b.jobs[i].job_class.endswith("tiny") for i in range(1, len(b.jobs), 2))
+    ids = {r[0] for r in db.execute("SELECT id FROM good_jobs")}
+    assert ids == {h.id for h in b.jobs if h.enqueued}
+
+
+ODD_TEXT = ["tab\there", "new\nline\r", "back\\slash", "\\N", 'q"uote', "ü ☃ \x7f", ""]
+
+
+def test_text_that_copy_must_escape_arrives_as_a_single_insert_writes_it(db):
+    """Both write paths store the same columns for names, labels and arguments full of the
+    characters COPY's text format escapes (and of those an array literal quotes)."""
+    import datetime as dt
+
+    labels = [*ODD_TEXT[:-1], "a,b", "{brace}", "NULL", " spaced "]
+    when = dt.datetime(2030, 1, 2, 3, 4, 5, 600000, tzinfo=dt.timezone.utc)
+    batch = gj.Batch(description="odd")
+
+    def enqueue_all() -> list:
+        return [
+            gj.enqueue(
+                f"Odd{i}\\{text}",
+                [text, {text: [text]}],
+                {"k": text},
+                queue=f"q{text}",
+                labels=labels,
+                wait_until=when,
+                priority=-i,
+            )
+            for i, text in enumerate(ODD_TEXT)
+        ]
+
+    single = enqueue_all()
+    with gj.bulk(), batch:
+        copied = enqueue_all()
+    columns = (
+        "job_class, queue_name, priority, serialized_params - 'job_id' - 'enqueued_at',"
+        " scheduled_at, labels, cron_key, cron_at, concurrency_key"
+    )
+    read = f"SELECT {columns}, batch_id FROM good_jobs WHERE id = %s"
+    for one, other in zip(single, copied, strict=True):
+        written = db.execute(read, (one.id,)).fetchone()
+        streamed = db.execute(read, (other.id,)).fetchone()
+        assert streamed[:-1] == written[:-1]
+        assert written[-1] is None and streamed[-1] == batch.id
+    assert written[5] == [label.strip() for label in labels]  # GoodJob strips labels
+    assert written[4] == when.replace(tzinfo=None)
 
 
 def test_the_concurrency_hook_keeps_the_prebuilt_params_json(db):

@@ -112,13 +112,17 @@ NOTIFY = "SELECT pg_notify(%s, %s)"
 
 @dataclass
 class NewJob:
-    """One row to insert; built by ``goodjob_mp.enqueue``."""
+    """One row to insert; built by ``goodjob_mp.enqueue``.
+
+    Its Active Job envelope is kept as JSON text (``params_json``), what the write sends; the
+    dict (``serialized_params``) is decoded from it only when something reads it (an enqueue
+    feature, a test), since most jobs are written without anyone looking inside."""
 
     id: uuid.UUID
     job_class: str
     queue_name: str
     priority: int
-    serialized_params: dict[str, Any]
+    params_dict: dict[str, Any] | None
     scheduled_at: dt.datetime
     created_at: dt.datetime
     labels: list[str] | None = None
@@ -128,13 +132,27 @@ class NewJob:
     batch_callback_id: uuid.UUID | None = None  # a batch's callback job (features/batches.py)
     concurrency_key: str | None = None  # set by features.concurrency at enqueue
     refused: str | None = None  # why an enqueue feature left the row out ("limit", ...)
-    # serialized_params as JSON text, when enqueue built it alongside (cheaper than encoding
-    # the dict); None after anything may have changed the dict (enqueue features).
+    # serialized_params as JSON text; None after anything may have changed the dict (enqueue
+    # features), which is then the truth.
     params_json: str | None = None
+    # str(id) and created_at.isoformat(), as enqueue wrote them into the envelope (COPY reuses).
+    id_text: str | None = None
+    created_text: str | None = None
+
+    @property
+    def serialized_params(self) -> dict[str, Any]:
+        params = self.params_dict
+        if params is None:
+            params = self.params_dict = json_loads(self.params_json)  # type: ignore[arg-type]
+        return params
+
+    @serialized_params.setter
+    def serialized_params(self, value: dict[str, Any]) -> None:
+        self.params_dict, self.params_json = value, None
 
     def params_text(self) -> str:
         text = self.params_json
-        return dumps(self.serialized_params) if text is None else text
+        return dumps(self.params_dict) if text is None else text
 
     def params(self) -> dict[str, Any]:
         return {
@@ -154,34 +172,17 @@ class NewJob:
             "notify": notify_payload(self.queue_name, self.scheduled_at),
         }
 
-    def copy_row(self) -> tuple[Any, ...]:
-        return (
-            self.id,
-            self.id,
-            self.job_class,
-            self.queue_name,
-            self.priority,
-            self.params_text(),
-            self.scheduled_at,
-            self.created_at,
-            self.created_at,
-            self.labels,
-            self.cron_key,
-            self.cron_at,
-            self.batch_id,
-            self.batch_callback_id,
-            self.concurrency_key,
-        )
-
 
 def _as_is(text: str) -> str:
     return text
 
 
 def forget_params_json(jobs: Iterable[NewJob]) -> None:
-    """After enqueue features that may have changed serialized_params ran."""
+    """After enqueue features that may have changed serialized_params ran: only a dict that was
+    decoded can have changed (the text of the others is still theirs)."""
     for job in jobs:
-        job.params_json = None
+        if job.params_dict is not None:
+            job.params_json = None
 
 
 def insert_job(conn: psycopg.Connection, job: NewJob, *, notify: bool = True) -> bool:

@@ -126,6 +126,17 @@ def params_may_change() -> bool:
     return any(not getattr(hook, "keeps_serialized_params", False) for hook in enqueue_hooks)
 
 
+def hooks_want(row: NewJob) -> bool:
+    """Whether an enqueue hook must see ``row`` before it is written: a hook with a
+    ``wants_row(row)`` attribute is asked, one without sees every row. A streamed ``bulk()``
+    writes the other rows as they come, and holds these for ``before_enqueue`` in chunks."""
+    for hook in enqueue_hooks:
+        wants = getattr(hook, "wants_row", None)
+        if wants is None or wants(row):
+            return True
+    return False
+
+
 def before_enqueue(conn: psycopg.Connection, rows: list[NewJob]) -> list[NewJob]:
     for hook in enqueue_hooks:
         rows = hook(conn, rows)

@@ -88,6 +88,8 @@ def enqueue_hook(conn: psycopg.Connection, rows: list[NewJob]) -> list[NewJob]:
 # It reads the arguments and writes only the concurrency_key column: the JSON text enqueue built
 # for serialized_params stays valid (features.params_may_change).
 enqueue_hook.keeps_serialized_params = True  # type: ignore[attr-defined]
+# Only jobs of classes with a concurrency config concern it (features.hooks_want).
+enqueue_hook.wants_row = lambda row: config_of(row.job_class) is not None  # type: ignore[attr-defined]
 
 
 def check_perform(job: ClaimedJob, config: Concurrency) -> str | None:
