@@ -19,7 +19,7 @@ import types
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import psycopg
 
@@ -27,7 +27,7 @@ from goodjob_mp import events, features, inline
 from goodjob_mp.config import Settings, current_settings
 from goodjob_mp.db.connection import enqueue_connection, enqueue_pool
 from goodjob_mp.db.job_copy import JobCopier, copy_jobs
-from goodjob_mp.db.job_store import NewJob, insert_job, to_naive_utc, utcnow
+from goodjob_mp.db.job_store import NewJob, insert_job, new_job_id, to_naive_utc, utcnow
 from goodjob_mp.db.migrate import schema_missing_error
 from goodjob_mp.features.batches import current_batch_id
 from goodjob_mp.jobs import DEFAULT_PRIORITY, DEFAULT_QUEUE, EnqueueOptions
@@ -37,8 +37,7 @@ if TYPE_CHECKING:
     from goodjob_mp.jobs import Job
 
 
-@dataclass(frozen=True, slots=True)  # slots: a bulk() block keeps one per job
-class EnqueuedJob:
+class EnqueuedJob(NamedTuple):  # a tuple: cheap to build, and a bulk() block keeps one per job
     """The handle ``perform_later`` returns. ``enqueued`` is False (and the handle falsy) when
     a concurrency limit or throttle refused the job: ``refused`` says which ("limit",
     "throttle"), and nothing was written, as GoodJob's ``perform_later`` returns false."""
@@ -434,7 +433,7 @@ def new_row(
     """The row of one job whose arguments are serialized already: Active Job's envelope (with
     ``priority`` null when unset) and GoodJob's columns (``DEFAULT_PRIORITY`` in its place).
     ``columns`` are the other ``NewJob`` fields (cron, batch ids)."""
-    job_id = uuid.uuid4()
+    job_id = new_job_id()
     id_text = str(job_id)
     created = now.isoformat(timespec="microseconds")
     # The envelope's times are _iso's: the columns' text with a Z.

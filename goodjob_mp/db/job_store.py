@@ -12,8 +12,10 @@ import contextlib
 import datetime as dt
 import functools
 import hashlib
+import os
+import time
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -35,13 +37,47 @@ NOTIFY_CHANNEL = "good_job"
 LOCK_TYPE_SKIPLOCKED = 1
 
 
-_now = dt.datetime.now
-_UTC = dt.timezone.utc
+_EPOCH = dt.datetime(1970, 1, 1)
+_after_epoch = dt.timedelta
+_time_ns = time.time_ns
 
 
 def utcnow() -> dt.datetime:
     """Naive UTC now, the form stored in ``timestamp without time zone`` columns."""
-    return _now(_UTC).replace(tzinfo=None)  # bound names: called per job on the hot path
+    # datetime.now(utc).replace(tzinfo=None) in a third of the time (replace's keyword is what
+    # costs): called a few times per job on the hot paths, hence the bound names.
+    return _EPOCH + _after_epoch(microseconds=_time_ns() // 1000)
+
+
+_urandom = os.urandom
+_new_object = object.__new__
+_set_slot = object.__setattr__
+_VERSION_4 = (4 << 76) | (0x8000 << 48)  # version 4, RFC 4122 variant
+_RANDOM_BITS = ~(0xF000 << 64) & ~(0xC000 << 48) & ((1 << 128) - 1)
+
+
+def _fast_uuid4() -> uuid.UUID:
+    value = (int.from_bytes(_urandom(16), "big") & _RANDOM_BITS) | _VERSION_4
+    job_id = _new_object(uuid.UUID)
+    _set_slot(job_id, "int", value)  # what UUID.__init__ stores, without its argument checks
+    _set_slot(job_id, "is_safe", uuid.SafeUUID.unknown)
+    return job_id
+
+
+def _pick_new_job_id() -> Callable[[], uuid.UUID]:
+    """``uuid.uuid4`` at a third of its cost, where this Python's UUID is laid out as expected
+    (one enqueue makes one); else ``uuid.uuid4`` itself."""
+    try:
+        probe = _fast_uuid4()
+        same = uuid.UUID(str(probe))
+        if probe == same and probe.version == 4 and probe.variant == uuid.RFC_4122:
+            return _fast_uuid4
+    except (AttributeError, TypeError, ValueError):
+        pass
+    return uuid.uuid4
+
+
+new_job_id = _pick_new_job_id()
 
 
 def to_naive_utc(value: dt.datetime) -> dt.datetime:
