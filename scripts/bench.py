@@ -25,8 +25,9 @@ Sections (all but the last five run by default; --only picks some):
             as in a supervisor's children) against without, best of three each (run last: the
             metrics stay installed)
 
-The ceilings are the fastest cycle the schema allows, as raw SQL with no job code: single
-enqueue is one prepared INSERT+NOTIFY per job with its JSON prebuilt; bulk is one COPY of rows
+The ceilings are the fastest cycle the schema allows, as raw SQL with no job code, writing the
+same row as goodjob_mp does (the no-op job's full Active Job envelope): single enqueue is one
+prepared INSERT+NOTIFY per job with its JSON prebuilt; bulk is one COPY of rows
 encoded before the clock starts; the drain ceiling claims (returning ids only) and finishes
 (executions row + finished row, or DELETE) in batches of 200 on two connections at once, so it
 keeps both of Postgres's CPUs busy. Every figure is also given as a ratio to its ceiling.
@@ -72,6 +73,7 @@ from goodjob_mp.config import load_settings  # noqa: E402
 from goodjob_mp.db import connection, job_store  # noqa: E402
 from goodjob_mp.db.migrate import migrate  # noqa: E402
 from goodjob_mp.demo import noop  # noqa: E402
+from goodjob_mp.enqueue import envelope_json  # noqa: E402
 from goodjob_mp.worker.worker import Worker  # noqa: E402
 
 _started: dict[str, float] = {}
@@ -173,6 +175,14 @@ def bench_bulk_enqueue(conn: psycopg.Connection, n: int) -> float:
 _PARAMS_JSON = json.dumps(
     {"job_class": "goodjob_mp.demo.noop", "arguments": [], "executions": 0, "locale": "en"}
 )
+
+
+def _envelope(job_id: uuid.UUID, now: object) -> str:
+    """The Active Job envelope goodjob_mp writes for a no-op job: the ceilings write the same
+    row as the code they bound (a shorter JSON would make the server's part look cheaper)."""
+    return envelope_json("goodjob_mp.demo.noop", job_id, "default", None, [], now, None)
+
+
 CEILING_INSERT = """
 WITH i AS (
     INSERT INTO good_jobs (id, active_job_id, job_class, queue_name, priority, serialized_params,
@@ -189,24 +199,25 @@ def ceiling_single_enqueue(conn: psycopg.Connection, n: int) -> float:
     truncate(conn)
     now = job_store.utcnow()
     ids = [uuid.uuid4() for _ in range(n)]
+    params = [_envelope(job_id, now) for job_id in ids]
     t0 = time.perf_counter()
-    for job_id in ids:
-        conn.execute(CEILING_INSERT, {"id": job_id, "p": _PARAMS_JSON, "t": now}, prepare=True)
+    for job_id, p in zip(ids, params, strict=True):
+        conn.execute(CEILING_INSERT, {"id": job_id, "p": p, "t": now}, prepare=True)
     return n / (time.perf_counter() - t0)
 
 
 def ceiling_bulk_enqueue(conn: psycopg.Connection, n: int) -> float:
     """COPY of rows encoded before the clock starts, 1,000 per transaction, one NOTIFY each."""
     truncate(conn)
-    now = job_store.utcnow().isoformat()
+    when = job_store.utcnow()
+    now = when.isoformat()
     chunks = []
     for start in range(0, n, BATCH):
         lines = []
         for _ in range(min(BATCH, n - start)):
             i = uuid.uuid4()
-            lines.append(
-                f"{i}\t{i}\tgoodjob_mp.demo.noop\tdefault\t0\t{_PARAMS_JSON}\t{now}\t{now}\t{now}\n"
-            )
+            p = _envelope(i, when)
+            lines.append(f"{i}\t{i}\tgoodjob_mp.demo.noop\tdefault\t0\t{p}\t{now}\t{now}\t{now}\n")
         chunks.append("".join(lines).encode())
     columns = "id, active_job_id, job_class, queue_name, priority, serialized_params, " + (
         "scheduled_at, created_at, updated_at"
