@@ -98,7 +98,7 @@ def copy_line(job: NewJob) -> str:
             )
         )
     return (
-        f"{job_id}\t{job_id}\t{_text(job.job_class)}\t{_text(job.queue_name)}\t{job.priority}"
+        f"{job_id}\t{job_id}\t{_text(job.job_class)}\t{_text(job.queue_name)}\t{job.priority:d}"
         f"\t{params}\t{scheduled}\t{created}\t{created}{tail}\n"
     )
 
@@ -107,7 +107,7 @@ _PLAIN_TAIL = "\t" + "\t".join([_NULL] * 6)
 
 
 class JobCopier:
-    """Writes jobs to ``good_jobs`` on ``conn`` with binary COPY; the caller owns the
+    """Writes jobs to ``good_jobs`` on ``conn`` with COPY; the caller owns the
     transaction, ends with ``notify()``, and enters the copier as a context manager inside that
     transaction so that an exception aborts an open COPY before the rollback.
 
