@@ -27,7 +27,14 @@ from goodjob_mp import events, features, inline
 from goodjob_mp.config import Settings, current_settings
 from goodjob_mp.db.connection import enqueue_connection, enqueue_pool
 from goodjob_mp.db.job_copy import JobCopier, copy_jobs
-from goodjob_mp.db.job_store import NewJob, insert_job, new_job_id, to_naive_utc, utcnow
+from goodjob_mp.db.job_store import (
+    NewJob,
+    insert_job,
+    insert_plain,
+    new_job_id,
+    to_naive_utc,
+    utcnow,
+)
 from goodjob_mp.db.migrate import schema_missing_error
 from goodjob_mp.features.batches import current_batch_id
 from goodjob_mp.jobs import DEFAULT_PRIORITY, DEFAULT_QUEUE, EnqueueOptions
@@ -545,12 +552,35 @@ def _write(row: NewJob, connection: psycopg.Connection | None) -> EnqueuedJob:
 def _insert_now(row: NewJob, connection: psycopg.Connection | None) -> None:
     if getattr(_pending, "rows", None):
         flush_enqueue_events()
+    if (
+        connection is None
+        and _connection.get() is None
+        and row.is_plain()
+        and not (features.enqueue_hooks and features.hooks_want(row))
+    ):
+        _insert_plain_now(row)
+        return
     with _writing(connection) as conn:
         if not insert_job(conn, row):
             return  # refused by a concurrency limit: nothing written (row.refused says why)
         _emit_after_commit(conn, [row])
     if connection is None:
         _after_write([row])
+
+
+def _insert_plain_now(row: NewJob) -> None:
+    """The common single enqueue (a plain row, no hook wants it, autocommit on a pooled
+    connection) as one text-parameter statement on the connection's kept RawCursor."""
+    pool = enqueue_pool()
+    conn = pool.take()
+    try:
+        insert_plain(pool.raw_cursor(conn), row)
+    except psycopg.errors.UndefinedTable as exc:
+        raise schema_missing_error(exc) from None
+    finally:
+        pool.give_back(conn)
+    _emit(row)
+    _after_write([row])
 
 
 # --- write routers ------------------------------------------------------------------------------

@@ -191,37 +191,56 @@ class EnqueuePool:
         self._slots = threading.BoundedSemaphore(size)
         self._idle: list[psycopg.Connection] = []
         self._lock = threading.Lock()
+        # One RawCursor per pooled connection, kept with it: the plain single enqueue reuses it
+        # instead of building a cursor per write.
+        self._raw_cursors: dict[int, psycopg.RawCursor] = {}
 
-    @contextmanager
-    def connection(self, wait: float = POOL_WAIT_SECONDS) -> Iterator[psycopg.Connection]:
+    def take(self, wait: float = POOL_WAIT_SECONDS) -> psycopg.Connection:
+        """A connection for one write; hand it back with ``give_back``, whatever happens."""
         if not self._slots.acquire(timeout=wait):
             raise DatabaseUnavailableError(
                 f"all {self.size} enqueue connections stayed busy for {wait:g}s; raise "
                 "enqueue_pool_size (GOOD_JOB_ENQUEUE_POOL_SIZE) or enqueue from fewer threads"
             )
-        conn = None
         try:
             with self._lock:
                 conn = self._idle.pop() if self._idle else None
-            if conn is None:
-                conn = connect()
-            yield conn
+            return connect() if conn is None else conn
+        except BaseException:
+            self._slots.release()  # a failed connect holds no slot
+            raise
+
+    def give_back(self, conn: psycopg.Connection) -> None:
+        try:
+            idle = psycopg.pq.TransactionStatus.IDLE
+            if conn.closed or conn.broken or conn.info.transaction_status != idle:
+                self._raw_cursors.pop(id(conn), None)
+                conn.close()
+                return
+            with self._lock:
+                self._idle.append(conn)
         finally:
-            if conn is not None:
-                self._give_back(conn)
             self._slots.release()
 
-    def _give_back(self, conn: psycopg.Connection) -> None:
-        idle = psycopg.pq.TransactionStatus.IDLE
-        if conn.closed or conn.broken or conn.info.transaction_status != idle:
-            conn.close()
-            return
-        with self._lock:
-            self._idle.append(conn)
+    @contextmanager
+    def connection(self, wait: float = POOL_WAIT_SECONDS) -> Iterator[psycopg.Connection]:
+        conn = self.take(wait)
+        try:
+            yield conn
+        finally:
+            self.give_back(conn)
+
+    def raw_cursor(self, conn: psycopg.Connection) -> psycopg.RawCursor:
+        """``conn``'s kept RawCursor (``conn`` taken from this pool)."""
+        cur = self._raw_cursors.get(id(conn))
+        if cur is None or cur.connection is not conn or cur.closed:
+            cur = self._raw_cursors[id(conn)] = psycopg.RawCursor(conn)
+        return cur
 
     def close(self) -> None:
         with self._lock:
             idle, self._idle = self._idle, []
+            self._raw_cursors = {}
         if self.pid == os.getpid():  # a child drops the parent's sessions, never closes them
             for conn in idle:
                 conn.close()

@@ -144,6 +144,16 @@ WITH inserted AS ({_INSERT_VALUES}
 SELECT id, pg_notify('{NOTIFY_CHANNEL}', %(notify)s) FROM inserted
 """
 NOTIFY = "SELECT pg_notify(%s, %s)"
+# A plain job (no labels, cron, batch or concurrency key: most single enqueues) needs only these
+# columns. Every parameter goes as text the columns type, on a RawCursor: psycopg then neither
+# rewrites the query nor adapts nine Python values, a third of a single enqueue's CPU.
+INSERT_PLAIN_AND_NOTIFY = f"""
+WITH inserted AS (
+    INSERT INTO good_jobs (id, active_job_id, job_class, queue_name, priority, serialized_params,
+                           scheduled_at, created_at, updated_at)
+    VALUES ($1, $1, $2, $3, $4, $5, $6, $7, $7) RETURNING id)
+SELECT pg_notify('{NOTIFY_CHANNEL}', $8) FROM inserted
+"""
 
 
 @dataclass
@@ -190,6 +200,33 @@ class NewJob:
         text = self.params_json
         return dumps(self.params_dict) if text is None else text
 
+    def is_plain(self) -> bool:
+        """Whether only the columns of ``INSERT_PLAIN_AND_NOTIFY`` are set."""
+        return (
+            self.labels is None
+            and self.cron_key is None
+            and self.cron_at is None
+            and self.batch_id is None
+            and self.batch_callback_id is None
+            and self.concurrency_key is None
+        )
+
+    def plain_params(self) -> tuple[str, ...]:
+        """The text parameters of ``INSERT_PLAIN_AND_NOTIFY`` (the same text COPY writes)."""
+        created = self.created_text or self.created_at.isoformat(timespec="microseconds")
+        scheduled_at = self.scheduled_at
+        scheduled = created if scheduled_at is self.created_at else scheduled_at.isoformat()
+        return (
+            self.id_text or str(self.id),
+            self.job_class,
+            self.queue_name,
+            f"{self.priority:d}",
+            self.params_text(),
+            scheduled,
+            created,
+            notify_payload(self.queue_name, scheduled_at),
+        )
+
     def params(self) -> dict[str, Any]:
         return {
             "id": self.id,
@@ -232,6 +269,12 @@ def insert_job(conn: psycopg.Connection, job: NewJob, *, notify: bool = True) ->
                 forget_params_json([job])
             return _insert_job(conn, job, notify)
     return _insert_job(conn, job, notify)
+
+
+def insert_plain(cur: psycopg.RawCursor, job: NewJob) -> None:
+    """Insert a plain job (``job.is_plain()``) and NOTIFY, in one statement on ``cur``; the
+    caller has run the enqueue hooks, or none wants the row."""
+    cur.execute(INSERT_PLAIN_AND_NOTIFY, job.plain_params())
 
 
 def _insert_job(conn: psycopg.Connection, job: NewJob, notify: bool) -> bool:
