@@ -26,9 +26,9 @@ Sections (all but the last five run by default; --only picks some):
             metrics stay installed)
 
 The ceilings are the fastest cycle the schema allows, as raw SQL with no job code, writing the
-same row as goodjob_mp does (the no-op job's full Active Job envelope): single enqueue is one
-prepared INSERT+NOTIFY per job with its JSON prebuilt; bulk is one COPY of rows
-encoded before the clock starts; the drain ceiling claims (returning ids only) and finishes
+same row as goodjob_mp does (the no-op job's full Active Job envelope, its time-ordered id):
+single enqueue is one prepared INSERT+NOTIFY per job with its JSON prebuilt; bulk is one COPY
+of rows encoded before the clock starts; the drain ceiling claims (returning ids only) and finishes
 (executions row + finished row, or DELETE) in batches of 200 on two connections at once, so it
 keeps both of Postgres's CPUs busy. Every figure is also given as a ratio to its ceiling.
 
@@ -198,7 +198,7 @@ def ceiling_single_enqueue(conn: psycopg.Connection, n: int) -> float:
     """One prepared INSERT+NOTIFY statement per job (autocommit: one round trip), JSON prebuilt."""
     truncate(conn)
     now = job_store.utcnow()
-    ids = [uuid.uuid4() for _ in range(n)]
+    ids = [job_store.new_job_id() for _ in range(n)]
     params = [_envelope(job_id, now) for job_id in ids]
     t0 = time.perf_counter()
     for job_id, p in zip(ids, params, strict=True):
@@ -215,7 +215,7 @@ def ceiling_bulk_enqueue(conn: psycopg.Connection, n: int) -> float:
     for start in range(0, n, BATCH):
         lines = []
         for _ in range(min(BATCH, n - start)):
-            i = uuid.uuid4()
+            i = job_store.new_job_id()
             p = _envelope(i, when)
             lines.append(f"{i}\t{i}\tgoodjob_mp.demo.noop\tdefault\t0\t{p}\t{now}\t{now}\t{now}\n")
         chunks.append("".join(lines).encode())

@@ -1,28 +1,43 @@
-"""The enqueue hot path's own stand-ins for uuid.uuid4 and datetime.now: same values, same
-types, as what they replace (both run per job, so they are written for speed)."""
+"""The enqueue hot path's own stand-ins for uuid.uuid4 and datetime.now, written for speed (both
+run per job): the same types as what they replace; job ids are version 7 UUIDs."""
 
 from __future__ import annotations
 
 import datetime as dt
 import pickle
+import time
 import uuid
 
 from goodjob_mp.db import job_store
 
 
-def test_new_job_ids_are_random_version_4_uuids_like_uuid4s():
+def test_new_job_ids_are_version_7_uuids_that_grow_with_time():
+    before_ms = time.time_ns() // 1_000_000
     ids = [job_store.new_job_id() for _ in range(2_000)]
+    after_ms = time.time_ns() // 1_000_000
     assert len(set(ids)) == len(ids)
     for job_id in ids[:200]:
         assert type(job_id) is uuid.UUID
-        assert job_id.version == 4 and job_id.variant == uuid.RFC_4122
+        assert job_id.version == 7 and job_id.variant == uuid.RFC_4122
         assert uuid.UUID(str(job_id)) == job_id and hash(uuid.UUID(str(job_id))) == hash(job_id)
         assert pickle.loads(pickle.dumps(job_id)) == job_id
-    # Every bit but the six fixed ones varies across ids, as uuid4's.
+    # The first 48 bits are the Unix time in milliseconds, so ids sort by the time they were made.
+    stamps = [job_id.int >> 80 for job_id in ids]
+    assert before_ms <= stamps[0] and stamps[-1] <= after_ms
+    assert stamps == sorted(stamps)
+    time.sleep(0.002)
+    assert job_store.new_job_id() > max(ids)
+    # The 74 bits below the time but for the version and the variant vary, as uuid4's do.
     varied = 0
     for job_id in ids:
-        varied |= job_id.int ^ ids[0].int
-    assert bin(varied).count("1") == 122
+        varied |= (job_id.int ^ ids[0].int) & ((1 << 80) - 1)
+    assert bin(varied).count("1") == 74
+
+
+def test_the_fallback_job_id_is_the_same_kind_of_uuid():
+    job_id = job_store._slow_uuid7()
+    assert type(job_id) is uuid.UUID and job_id.version == 7 and job_id.variant == uuid.RFC_4122
+    assert abs((job_id.int >> 80) - time.time_ns() // 1_000_000) < 60_000
 
 
 def test_utcnow_is_naive_utc_now():
