@@ -34,10 +34,15 @@ def test_new_job_ids_are_version_7_uuids_that_grow_with_time():
     assert bin(varied).count("1") == 74
 
 
-def test_the_fallback_job_id_is_the_same_kind_of_uuid():
-    job_id = job_store._slow_uuid7()
-    assert type(job_id) is uuid.UUID and job_id.version == 7 and job_id.variant == uuid.RFC_4122
-    assert abs((job_id.int >> 80) - time.time_ns() // 1_000_000) < 60_000
+def test_the_constructor_free_id_is_picked_here_and_the_fallback_makes_the_same_kind():
+    # On CPython the probe passes: a broken probe would silently fall back to the slower path.
+    assert job_store.new_job_id is job_store._fast_uuid7
+    for make in (job_store._fast_uuid7, job_store._slow_uuid7):
+        job_id = make()
+        assert type(job_id) is uuid.UUID and job_id.version == 7
+        assert job_id.variant == uuid.RFC_4122
+        assert uuid.UUID(str(job_id)) == job_id and hash(uuid.UUID(str(job_id))) == hash(job_id)
+        assert abs((job_id.int >> 80) - time.time_ns() // 1_000_000) < 60_000
 
 
 def test_utcnow_is_naive_utc_now():

@@ -56,31 +56,30 @@ _VERSION_7 = (7 << 76) | (0x8000 << 48)  # version 7, RFC 9562 variant
 _RANDOM_BITS = ((1 << 76) - 1) & ~(0xC000 << 48)  # rand_a and rand_b: all below the version
 
 
-def _fast_uuid7() -> uuid.UUID:
-    """A UUID version 7 (RFC 9562): the Unix time in milliseconds, then 74 random bits.
+def _uuid7_int() -> int:
+    """A UUID version 7 (RFC 9562) as its 128-bit integer: the Unix time in milliseconds, then
+    74 random bits.
 
     Ids that grow with time are inserted at the right-hand edge of the primary key and of
     ``index_good_jobs_on_unfinished_or_errored`` (a few hot pages), where random version 4 ids
     touch a page anywhere in the index for every new job: the difference grows with the table.
     """
-    value = (
+    return (
         (_time_ns() // 1_000_000) << 80
         | int.from_bytes(_urandom(10), "big") & _RANDOM_BITS
         | _VERSION_7
     )
+
+
+def _fast_uuid7() -> uuid.UUID:
     job_id = _new_object(uuid.UUID)
-    _set_slot(job_id, "int", value)  # what UUID.__init__ stores, without its argument checks
+    _set_slot(job_id, "int", _uuid7_int())  # what UUID.__init__ stores, without its checks
     _set_slot(job_id, "is_safe", uuid.SafeUUID.unknown)
     return job_id
 
 
 def _slow_uuid7() -> uuid.UUID:
-    value = (
-        (_time_ns() // 1_000_000) << 80
-        | int.from_bytes(_urandom(10), "big") & _RANDOM_BITS
-        | _VERSION_7
-    )
-    return uuid.UUID(int=value)
+    return uuid.UUID(int=_uuid7_int())
 
 
 def _pick_new_job_id() -> Callable[[], uuid.UUID]:
