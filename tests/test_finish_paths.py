@@ -119,3 +119,41 @@ def test_a_lean_finish_of_batch_jobs_advances_the_batch(db):
     assert result.batch_id == batch.id
     row = store.find(db, batch.id)
     assert row is not None and row.jobs_finished_at is not None and row.finished_at is not None
+
+
+def test_a_mixed_finish_reports_exactly_the_lost_results_and_the_rows_batch_ids(db):
+    """One write with plain, batch and no-longer-ours results: it returns exactly the results
+    that matched no row of ours, and sets each written result's batch ids from its row (a plain
+    row: none). Both statements: preserved rows (updated) and, with preservation off, deleted
+    rows."""
+    process_id = uuid.uuid4()
+    batch = gj.Batch(description="mixed")
+    plain.perform_later(1)
+    plain.perform_later(2)
+    with batch:
+        plain.perform_later(3)
+    plain.perform_later(4)
+    plain.perform_later(5)
+    jobs = _claim(db, 5, process_id)
+    assert len(jobs) == 5
+    by_arg = {j.serialized_params["arguments"][0]: j for j in jobs}
+    lost_ids = [by_arg[2].id, by_arg[5].id]
+    db.execute("UPDATE good_jobs SET locked_by_id = NULL WHERE id = ANY(%s)", (lost_ids,))
+    now = job_store.utcnow()
+    kept = {n: job_store.JobResult(by_arg[n].id, now, now, True) for n in (1, 2, 3)}
+    dropped = {n: job_store.JobResult(by_arg[n].id, now, now, True, preserve=False) for n in (4, 5)}
+
+    assert job_store.write_results(db, list(kept.values()), process_id) == [kept[2]]
+    assert (kept[1].batch_id, kept[3].batch_id) == (None, batch.id)
+    assert job_store.write_results(db, list(dropped.values()), process_id) == [dropped[5]]
+    assert dropped[4].batch_id is None
+
+    rows = dict(db.execute("SELECT id, finished_at IS NOT NULL FROM good_jobs").fetchall())
+    assert rows == {
+        by_arg[1].id: True,
+        by_arg[2].id: False,
+        by_arg[3].id: True,
+        by_arg[5].id: False,
+    }
+    executions = db.execute("SELECT count(*) FROM good_job_executions").fetchone()[0]
+    assert executions == 2  # the two preserved rows written, none for the lost or deleted ones
