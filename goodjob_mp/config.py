@@ -81,6 +81,9 @@ class Settings:
     claim_buffer: int = 400
     # Most ``async def`` jobs one pool runs at once on its event loop (see docs/asyncio.md).
     async_concurrency: int = 100
+    # Python's young-generation GC threshold in each worker child, which also freezes what its
+    # start-up allocated (supervisor/gc_tuning.py); 0 leaves Python's collector as it is.
+    worker_gc_threshold: int = 10_000
     goodjob_indexes: bool = False
     # Writing arguments (goodjob_mp.serialization.WritePolicy): what a naive datetime means,
     # how a Decimal is written, and whether values only goodjob_mp reads are refused.
@@ -190,6 +193,7 @@ _TEXT_PARSERS: dict[str, Callable[[str], Any]] = {
     "child_timeout": float,
     "claim_buffer": int,
     "async_concurrency": int,
+    "worker_gc_threshold": int,
     "goodjob_indexes": _parse_bool,
     "naive_datetimes": lambda t: t.strip().lower(),
     "decimal_format": lambda t: t.strip().lower(),
@@ -360,6 +364,8 @@ def _check(settings: Settings, sources: Mapping[str, str]) -> None:
         fail("claim_buffer", "use a count >= 1")
     if settings.async_concurrency < 1:
         fail("async_concurrency", "use a count >= 1")
+    if settings.worker_gc_threshold < 0:
+        fail("worker_gc_threshold", "use a count of allocations >= 1, or 0 for Python's own")
     if settings.on_thread_error is not None and not callable(settings.on_thread_error):
         fail("on_thread_error", "use a callable taking the exception")
     if settings.on_unknown_job_class not in ("skip", "discard"):

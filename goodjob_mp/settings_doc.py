@@ -88,6 +88,10 @@ MEANINGS: dict[str, str] = {
     "child_timeout": "Kill and replace a worker child whose status reports stop for this many "
     "seconds (>= 2); its jobs run again as interrupted. -1 disables.",
     "claim_buffer": "Most jobs a pool claims ahead of its free threads when jobs are short.",
+    "worker_gc_threshold": "In each worker child: Python's young-generation garbage-collection "
+    "threshold (`gc.set_threshold`), after freezing (`gc.freeze`) what start-up allocated, so "
+    "short jobs do not pay a collection every ~50 jobs; 0 leaves Python's collector alone. A "
+    "worker inside your own process (async mode) never changes it.",
     "goodjob_indexes": "`migrate` also adds GoodJob's full index set (for a database a Rails "
     "GoodJob also works on).",
     "naive_datetimes": "A naive `datetime` argument: `refuse`, `utc` (written as UTC) or "

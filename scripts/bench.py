@@ -34,7 +34,8 @@ keeps both of Postgres's CPUs busy. Every figure is also given as a ratio to its
 
 The pool figures time the drain itself (first claim to last finish, from the rows'
 performed_at and finished_at), not the supervisor's start-up; the wall time including start-up
-is given beside them.
+is given beside them. The drains that run a Worker in this process set Python's garbage
+collector as a supervisor's child does (`worker_gc_threshold`) and restore it afterwards.
 
 --quick shrinks every size (a one-minute smoke run). The code measured is the goodjob_mp on
 PYTHONPATH when that is set (compare two checkouts by running this script against each), else
@@ -48,6 +49,8 @@ ratios to compare within one run on a shared machine, not absolute truths.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import gc
 import json
 import os
 import signal
@@ -57,7 +60,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -69,11 +72,12 @@ import psycopg  # noqa: E402
 
 import goodjob_mp as gj  # noqa: E402
 from goodjob_mp.cli import supervisor_command  # noqa: E402
-from goodjob_mp.config import load_settings  # noqa: E402
+from goodjob_mp.config import Settings, load_settings  # noqa: E402
 from goodjob_mp.db import connection, job_store  # noqa: E402
 from goodjob_mp.db.migrate import migrate  # noqa: E402
 from goodjob_mp.demo import noop  # noqa: E402
 from goodjob_mp.enqueue import envelope_json  # noqa: E402
+from goodjob_mp.supervisor.gc_tuning import tune_for_worker  # noqa: E402
 from goodjob_mp.worker.worker import Worker  # noqa: E402
 
 _started: dict[str, float] = {}
@@ -234,6 +238,19 @@ def ceiling_bulk_enqueue(conn: psycopg.Connection, n: int) -> float:
 # --- drain --------------------------------------------------------------------------------------
 
 
+@contextlib.contextmanager
+def collector_as_in_a_child(settings: Settings) -> Iterator[None]:
+    """A supervisor's child sets Python's garbage collector before its worker starts
+    (``worker_gc_threshold``); a drain measured in this process does the same, then undoes it."""
+    before = gc.get_threshold()
+    tune_for_worker(settings.worker_gc_threshold)
+    try:
+        yield
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*before)
+
+
 def bench_drain(
     conn: psycopg.Connection,
     n: int,
@@ -252,20 +269,21 @@ def bench_drain(
     settings = load_settings({"preserve_job_records": preserve, "poll_interval": 1.0, **settings_})
     base: dict[int, int] = {}
     _sample_backends(conn, base)  # e.g. the enqueue pool's connection: count only the drain
-    t0 = time.perf_counter()
-    cpu0 = time.process_time()
-    worker = Worker(settings).start()
-    backends: dict[int, int] = {}
-    # Done when the worker has written n results: counting rows instead would be a scan of the
-    # whole table every 50 ms (no index serves it), which behind a 200k backlog slowed the
-    # drain it measured several times over.
-    while worker.succeeded + worker.errored < n and not worker.stopping:
+    with collector_as_in_a_child(settings):
+        t0 = time.perf_counter()
+        cpu0 = time.process_time()
+        worker = Worker(settings).start()
+        backends: dict[int, int] = {}
+        # Done when the worker has written n results: counting rows instead would be a scan of
+        # the whole table every 50 ms (no index serves it), which behind a 200k backlog slowed
+        # the drain it measured several times over.
+        while worker.succeeded + worker.errored < n and not worker.stopping:
+            _sample_backends(conn, backends)
+            time.sleep(0.05)
+        took = time.perf_counter() - t0
         _sample_backends(conn, backends)
-        time.sleep(0.05)
-    took = time.perf_counter() - t0
-    _sample_backends(conn, backends)
-    cpu = time.process_time() - cpu0
-    worker.shutdown(10)
+        cpu = time.process_time() - cpu0
+        worker.shutdown(10)
     left = (
         "SELECT count(*) FROM good_jobs WHERE finished_at IS NULL AND queue_name = 'default'"
         if preserve

@@ -38,6 +38,14 @@ def remember(tag: str, *, extra: str = "") -> None:
 
 
 @gj.job(queue="default")
+def report_collector() -> None:
+    """Records the performing process's garbage-collector settings (worker_gc_threshold)."""
+    import gc
+
+    record("collector", f"{gc.get_threshold()[0]} {gc.get_freeze_count()}")
+
+
+@gj.job(queue="default")
 def sleepy(tag: str, seconds: float) -> None:
     record("started", tag)
     deadline = time.monotonic() + seconds

@@ -28,6 +28,7 @@ from typing import Any, NoReturn
 
 from goodjob_mp.config import Settings
 from goodjob_mp.queues import PoolSpec
+from goodjob_mp.supervisor.gc_tuning import tune_for_worker
 
 log = logging.getLogger("goodjob_mp.supervisor.child")
 
@@ -172,6 +173,7 @@ class ChildRunner:
                 self.status.send({"error": failure, "kind": "app"})
                 log.error("goodjob-worker %s failed to start: %s", self.pool.text, failure)
                 return BOOT_FAILED_EXIT
+        tune_for_worker(self.settings.worker_gc_threshold)  # after the app's imports
         self.worker = Worker(
             self.settings,
             self.pool,
