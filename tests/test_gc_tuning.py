@@ -64,11 +64,12 @@ def test_a_supervisor_child_performs_jobs_with_the_collector_so_set(
     sup.wait_ready()
     J.report_collector.perform_later()
     assert wait_for(lambda: J.lines(records, "collector")), sup.output()
-    young, frozen = (int(x) for x in J.lines(records, "collector")[0].split())
+    young, frozen, app_frozen = (int(x) for x in J.lines(records, "collector")[0].split())
     if expect_young is None:
-        assert young == int(PYTHONS_OWN) and frozen == 0
+        assert (young, frozen, app_frozen) == (int(PYTHONS_OWN), 0, 0)
     else:
         assert young == expect_young and frozen > 1000
+        assert app_frozen == 1  # tuned after the --app import, so the app's objects are frozen
 
 
 def test_a_worker_in_the_callers_process_leaves_its_collector_alone(db):
